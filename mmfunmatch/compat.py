@@ -1,0 +1,138 @@
+"""Every workaround mmfunmatch needs on its pinned stack, in one place.
+
+Pinned: torch 2.14.1, mmengine 0.10.7, mmcv-lite 2.1.0, mmpretrain 1.2.0,
+mmrazor 1.0.0. :func:`apply` runs once, on ``import mmfunmatch``. Each patch
+says why it exists and when it can go.
+"""
+import functools
+import os
+import sys
+import types
+
+import torch
+
+_APPLIED = False
+
+
+def _stub_mmrazor_quantization() -> None:
+    """Let ``import mmrazor.models`` work on torch 2.x.
+
+    mmrazor 1.0.0's ``mmrazor.structures.quantization`` imports torch.ao
+    internals that were renamed in torch 2.x, and ``mmrazor.models`` imports it
+    unconditionally, so nothing in mmrazor (distillers included) imports. We
+    register a stand-in module before mmrazor loads. Distillation works;
+    mmrazor's quantization does not (documented in the README).
+    Remove when mmrazor publishes a release that imports on torch 2.x.
+    """
+    name = 'mmrazor.structures.quantization'
+    if name in sys.modules:
+        return
+
+    class QConfigHandler:  # noqa: D401 - placeholder with a clear failure
+
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError(
+                'mmrazor quantization is unavailable with mmfunmatch on '
+                'torch 2.x (mmrazor 1.0.0 targets torch 1.x internals). '
+                'Distillation works; for quantization use torch.ao directly.')
+
+    stub = types.ModuleType(name)
+    stub.__path__ = []  # a package, so submodule imports fail cleanly
+    stub.BackendConfigs = dict(
+        academic=None, native=None, tensorrt=None, openvino=None)
+    stub.QConfigHandler = QConfigHandler
+    sys.modules[name] = stub
+
+
+# Types that mmengine puts into its own checkpoints besides tensors: the
+# message hub's HistoryBuffer with numpy arrays and scalars.
+def _checkpoint_safe_globals() -> list:
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    safe = [HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray.scalar,
+            np.core.multiarray._reconstruct]
+    safe += [type(np.dtype(t)) for t in (
+        'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64',
+        'uint8', 'bool')]
+    return safe
+
+
+def load_runner_checkpoint(filename: str, map_location=None):
+    """Load a checkpoint written by an mmengine runner without full unpickling.
+
+    torch >= 2.6 defaults to ``weights_only=True`` and mmengine 0.10.7 calls
+    ``torch.load`` without the argument, so resuming from mmengine's own
+    checkpoints fails on the HistoryBuffer and numpy objects they hold. Rather
+    than switch unpickling fully on, we allow exactly those types. Any other
+    object in the file is refused with a message saying so.
+    """
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} does not exist')
+    with torch.serialization.safe_globals(_checkpoint_safe_globals()):
+        try:
+            return torch.load(filename, map_location=map_location,
+                              weights_only=True)
+        except Exception as err:  # pickle.UnpicklingError and friends
+            raise RuntimeError(
+                f'refusing to load {filename}: it holds objects outside the '
+                f'types an mmengine checkpoint needs, so loading it could '
+                f'run code ({err}). Re-save its tensors as .safetensors or a '
+                f'plain state dict if you trust it.') from err
+
+
+def _register_safe_local_checkpoint_loader() -> None:
+    """Make mmengine's local checkpoint loader use :func:`load_runner_checkpoint`.
+
+    Remove when mmengine passes ``weights_only`` with an allowlist itself.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    @CheckpointLoader.register_scheme(prefixes='', force=True)
+    def load_from_local(filename, map_location=None):  # noqa: F811
+        filename = os.path.expanduser(filename)
+        return load_runner_checkpoint(filename, map_location)
+
+
+def _cpu_process_group() -> None:
+    """Let mmengine's 'pytorch' launcher start a gloo group on a CPU machine.
+
+    mmengine 0.10.7 always calls ``torch.cuda.set_device`` in its pytorch
+    launcher and its runner passes ``device_ids=[LOCAL_RANK]`` to DDP, both of
+    which fail without a GPU. With CUDA present nothing changes. Remove when
+    mmengine supports CPU process groups in its launcher.
+    """
+    import mmengine.dist.utils as dist_utils
+    from mmengine.model import MMDistributedDataParallel
+
+    original_init = dist_utils._init_dist_pytorch
+
+    @functools.wraps(original_init)
+    def init_dist_pytorch(backend, init_backend='torch', **kwargs):
+        if torch.cuda.is_available():
+            return original_init(backend, init_backend=init_backend, **kwargs)
+        torch.distributed.init_process_group(backend='gloo', **kwargs)
+
+    dist_utils._init_dist_pytorch = init_dist_pytorch
+
+    ddp_init = MMDistributedDataParallel.__init__
+
+    @functools.wraps(ddp_init)
+    def mm_ddp_init(self, module, detect_anomalous_params=False, **kwargs):
+        first = next(module.parameters(), None)
+        if first is not None and first.device.type == 'cpu':
+            kwargs['device_ids'] = None
+        ddp_init(self, module=module,
+                 detect_anomalous_params=detect_anomalous_params, **kwargs)
+
+    MMDistributedDataParallel.__init__ = mm_ddp_init
+
+
+def apply() -> None:
+    """Apply every workaround once."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _stub_mmrazor_quantization()
+    _register_safe_local_checkpoint_loader()
+    _cpu_process_group()
+    _APPLIED = True

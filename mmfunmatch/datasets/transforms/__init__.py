@@ -1,0 +1,4 @@
+from .consistent_view import ConsistentView
+from .formatting import PackFunMatchInputs
+
+__all__ = ['ConsistentView', 'PackFunMatchInputs']

@@ -1,0 +1,3 @@
+from .state_hook import FunMatchStateHook
+
+__all__ = ['FunMatchStateHook']

@@ -1,0 +1,3 @@
+from .teacher_agreement import TeacherAgreement, agreement_stats
+
+__all__ = ['TeacherAgreement', 'agreement_stats']

@@ -1,0 +1,3 @@
+from .uniform_mixup import UniformMixup
+
+__all__ = ['UniformMixup']

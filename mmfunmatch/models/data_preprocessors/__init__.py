@@ -1,0 +1,3 @@
+from .funmatch_preprocessor import FunMatchDataPreprocessor
+
+__all__ = ['FunMatchDataPreprocessor']
