@@ -5,6 +5,7 @@ mmrazor 1.0.0. :func:`apply` runs once, on ``import mmfunmatch``. Each patch
 says why it exists and when it can go.
 """
 import functools
+import pickle
 import os
 import sys
 import types
@@ -54,6 +55,17 @@ def _checkpoint_safe_globals() -> list:
     safe += [type(np.dtype(t)) for t in (
         'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64',
         'uint8', 'bool')]
+
+    # HistoryBuffer pickles its statistics methods as
+    # getattr(HistoryBuffer, 'min'); allow exactly those lookups, never a
+    # general getattr (which would reach anything).
+    def history_buffer_getattr(obj, name):
+        if obj is HistoryBuffer and name in ('min', 'max', 'current', 'mean'):
+            return getattr(obj, name)
+        raise pickle.UnpicklingError(
+            f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint')
+
+    safe.append((history_buffer_getattr, 'builtins.getattr'))
     return safe
 
 

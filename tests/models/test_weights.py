@@ -221,16 +221,6 @@ def test_mmpretrain_timm_classifier_checkpoint(tmp_path, x, target):
 
 
 # -- (d) mmfunmatch's own checkpoints ----------------------------------------
-# mmengine's HistoryBuffer pickles its statistics methods as
-# getattr(HistoryBuffer, 'min') (torch.save uses pickle protocol 2), and
-# mmfunmatch.compat's allowlist has no (restricted) getattr, so every runner
-# checkpoint with a message hub is refused today. Strict: once compat allows
-# exactly getattr(HistoryBuffer, min|max|current|mean) this XPASSes and the
-# marker must go.
-@pytest.mark.xfail(
-    strict=True, raises=RuntimeError,
-    reason='compat.load_runner_checkpoint refuses the builtins.getattr '
-    'global in HistoryBuffer pickles')
 def test_mmfunmatch_runner_checkpoint(tmp_path, x):
     """A checkpoint as mmengine's runner writes it for FunMatchDistiller:
     student under 'student.', a message hub with HistoryBuffers, optimizer
