@@ -1,0 +1,110 @@
+"""Config checks that run before any model, data or process group is built.
+
+Each failure names the setting and the fix, so a mistake costs seconds, not
+a queued multi-node job.
+"""
+import os.path as osp
+from typing import Iterator, List, Optional
+
+from mmengine.config import Config
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message says how to fix it."""
+
+
+def _pipeline_steps(dataloader: Optional[dict]) -> Iterator[dict]:
+    if not dataloader:
+        return
+    dataset = dataloader.get('dataset', {})
+    while 'dataset' in dataset:  # wrappers such as RepeatDataset
+        dataset = dataset['dataset']
+    yield from dataset.get('pipeline', []) or []
+
+
+def _head_classes(model_cfg: dict) -> Optional[int]:
+    for owner in (model_cfg.get('head') or {}, model_cfg):
+        n = owner.get('num_classes')
+        if isinstance(n, int):
+            return n
+    return None
+
+
+def _as_hw(size) -> tuple:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def validate_config(cfg: Config) -> None:
+    """Raise :class:`ConfigError` for settings that cannot work."""
+    errors: List[str] = []
+    model = cfg.get('model', {})
+    train_dl = cfg.get('train_dataloader')
+    is_distiller = model.get('type') == 'FunMatchDistiller'
+    teachers = model.get('teachers', []) if is_distiller else []
+
+    # Teachers: weight files exist, class counts agree with the student.
+    n_student = _head_classes(model.get('student', {})) if is_distiller else None
+    for i, t in enumerate(teachers):
+        ckpt = t.get('checkpoint')
+        if ckpt and not osp.isfile(ckpt):
+            errors.append(
+                f'teacher {i}: checkpoint {ckpt!r} does not exist. Set '
+                f'model.teachers.{i}.checkpoint to the teacher weight file.')
+        n_teacher = _head_classes(t.get('model', {}))
+        if None not in (n_student, n_teacher) and n_student != n_teacher:
+            errors.append(
+                f'teacher {i} predicts {n_teacher} classes but the student '
+                f'{n_student}. Set the student head num_classes={n_teacher}.')
+
+    # Views: ConsistentView renders one view per teacher at its input size.
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for step in _pipeline_steps(cfg.get(split)):
+            if step.get('type') != 'ConsistentView':
+                continue
+            from mmfunmatch.datasets.transforms.consistent_view import (
+                MODE_ALIASES, MODES)
+            mode = step.get('mode', 'same/ic')
+            if mode not in MODES and mode not in MODE_ALIASES:
+                errors.append(
+                    f'{split}: unknown ConsistentView mode {mode!r}; choose '
+                    f'one of {sorted(MODES) + sorted(MODE_ALIASES)}.')
+            sizes = step.get('teacher_sizes', [])
+            if is_distiller and len(sizes) not in (0, len(teachers)):
+                errors.append(
+                    f'{split}: ConsistentView renders {len(sizes)} teacher '
+                    f'views for {len(teachers)} teachers; give one '
+                    f'teacher_sizes entry per teacher.')
+            for i, (size, t) in enumerate(zip(sizes, teachers)):
+                if 'size' in t and _as_hw(size) != _as_hw(t['size']):
+                    errors.append(
+                        f'{split}: ConsistentView gives teacher {i} '
+                        f'{size} px but model.teachers.{i}.size is '
+                        f'{t["size"]}; make them equal.')
+
+    # Mixup needs a partner for every sample.
+    preprocessor = model.get('data_preprocessor') or {}
+    if preprocessor.get('batch_augments') and train_dl:
+        if train_dl.get('batch_size', 2) < 2:
+            errors.append(
+                'mixup needs at least 2 images per batch but '
+                'train_dataloader.batch_size is '
+                f'{train_dl.get("batch_size")}; raise it or remove '
+                'model.data_preprocessor.batch_augments.')
+
+    # Data roots.
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dl = cfg.get(split)
+        if not dl:
+            continue
+        dataset = dl.get('dataset', {})
+        while 'dataset' in dataset:
+            dataset = dataset['dataset']
+        root = dataset.get('data_root')
+        if root and not osp.isdir(root):
+            errors.append(
+                f'{split}: data_root {root!r} does not exist. Point '
+                f'{split}.dataset.data_root at your data (for the demo: '
+                f'python tools/prepare_digits.py {root}).')
+
+    if errors:
+        raise ConfigError('invalid config:\n  - ' + '\n  - '.join(errors))
