@@ -23,7 +23,16 @@ student_model = dict(
     data_preprocessor=dict(type='ClsDataPreprocessor', mean=bit_mean,
                            std=bit_std, to_rgb=True),
 )
-# Students: same optimizer, schedule and number of steps for both.
+# Students: same optimizer, schedule and number of steps for both
+# (torch AdamW weight_decay = big_vision wd / lr, see adamw_bigvision.py).
 student_epochs = 300
 student_batch = 32
 student_lr = 3e-3
+student_wd = 1e-4
+student_optimizer = dict(
+    type='AdamW', lr=student_lr, betas=(0.9, 0.999), eps=1e-8,
+    weight_decay=student_wd / student_lr)
+student_param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=100),
+]

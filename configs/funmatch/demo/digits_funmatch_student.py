@@ -3,7 +3,7 @@
 # crops with shared uniform mixup.
 _base_ = ['./digits_label_student.py']
 
-teacher_checkpoint = 'work_dirs/demo/teacher/epoch_30.pth'
+teacher_checkpoint = 'work_dirs/demo/teacher/epoch_20.pth'
 img_size = {{_base_.img_size}}
 
 model = dict(

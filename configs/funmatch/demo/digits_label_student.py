@@ -11,13 +11,8 @@ model = {{_base_.student_model}}
 train_dataloader = dict(
     batch_size={{_base_.student_batch}},
     dataset=dict(data_prefix='train_small'))
-optim_wrapper = dict(
-    optimizer=dict(lr={{_base_.student_lr}},
-                   weight_decay=1e-4 / {{_base_.student_lr}}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=100),
-]
+optim_wrapper = dict(optimizer={{_base_.student_optimizer}})
+param_scheduler = {{_base_.student_param_scheduler}}
 train_cfg = dict(by_epoch=True, max_epochs={{_base_.student_epochs}},
                  val_interval=25)
 default_hooks = dict(

@@ -13,7 +13,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=100),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=30, val_interval=10)
+train_cfg = dict(by_epoch=True, max_epochs=20, val_interval=10)
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=30, max_keep_ckpts=1))
+    checkpoint=dict(interval=20, max_keep_ckpts=1))

@@ -1,0 +1,208 @@
+import copy
+
+import pytest
+import torch
+from mmengine.optim import build_optim_wrapper
+from mmengine.runner.checkpoint import get_state_dict, load_state_dict
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from mmfunmatch.models.algorithms import combine_teachers
+from tests.conftest import tiny_classifier
+
+MEAN, STD = [127.5] * 3, [127.5] * 3
+
+
+def distiller_cfg(n_teachers=1, **kwargs):
+    cfg = dict(
+        type='FunMatchDistiller',
+        student=tiny_classifier(4),
+        teachers=[
+            dict(model=tiny_classifier(8), checkpoint=None, mean=MEAN,
+                 std=STD, size=16) for _ in range(n_teachers)
+        ],
+        data_preprocessor=dict(
+            type='FunMatchDataPreprocessor', mean=[100.] * 3, std=[50.] * 3,
+            batch_augments=dict(type='UniformMixup', seed=0)),
+    )
+    cfg.update(kwargs)
+    return cfg
+
+
+def batch(n=4, student=12, teacher=16, labels=True):
+    torch.manual_seed(0)
+    samples = [DataSample().set_gt_label(i % 10) if labels else DataSample()
+               for i in range(n)]
+    return dict(
+        inputs=dict(
+            student=torch.randint(0, 256, (n, 3, student, student),
+                                  dtype=torch.uint8),
+            teachers=[torch.randint(0, 256, (n, 3, teacher, teacher),
+                                    dtype=torch.uint8)]),
+        data_samples=samples)
+
+
+def optim_wrapper(model):
+    return build_optim_wrapper(model, dict(
+        constructor='FunMatchOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.1)))
+
+
+def test_teachers_stay_frozen_through_training():
+    model = MODELS.build(distiller_cfg())
+    model.init_weights()
+    before = {k: v.clone() for k, v in model.teachers.state_dict().items()}
+    student_before = copy.deepcopy(model.student.state_dict())
+    wrapper = optim_wrapper(model)
+    optimised = {id(p) for g in wrapper.optimizer.param_groups
+                 for p in g['params']}
+    assert not optimised & {id(p) for p in model.teachers.parameters()}
+    assert optimised == {id(p) for p in model.student.parameters()}
+    model.train()
+    for _ in range(3):
+        model.train_step(batch(), wrapper)
+    assert not model.teachers.training
+    assert all(not m.training for m in model.teachers.modules())
+    for k, v in model.teachers.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BN statistics included
+    for p in model.teachers.parameters():
+        assert p.grad is None and not p.requires_grad
+    changed = [not torch.equal(v, student_before[k])
+               for k, v in model.student.state_dict().items()]
+    assert any(changed)
+
+
+def test_checkpoints_hold_no_teacher_and_load_back():
+    model = MODELS.build(distiller_cfg())
+    for state in (model.state_dict(), get_state_dict(model)):
+        assert state and not any(k.startswith('teachers.') for k in state)
+        assert any(k.startswith('student.') for k in state)
+    other = MODELS.build(distiller_cfg())
+    result = other.load_state_dict(model.state_dict(), strict=True)
+    assert not result.missing_keys
+    load_state_dict(other, get_state_dict(model), strict=True)
+    for a, b in zip(model.student.parameters(), other.student.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_loss_is_kl_to_the_teacher_on_the_same_mixed_views():
+    model = MODELS.build(distiller_cfg())
+    model.train()
+    data = model.data_preprocessor(batch(), training=True)
+    losses = model(**data, mode='loss')
+    s = model.student(data['inputs']['student'], mode='tensor')
+    t = model.teachers[0](data['inputs']['teachers'][0], mode='tensor')
+    ps, pt = s.log_softmax(1), t.log_softmax(1)
+    expected = (pt.exp() * (pt - ps)).sum(1).mean()
+    assert losses['loss_distill'].item() == pytest.approx(expected.item(),
+                                                          rel=1e-5)
+    assert {'student_entropy', 'teacher_entropy', 'label_ce'} <= set(losses)
+
+
+def test_preprocessor_normalises_each_view_with_its_own_statistics():
+    model = MODELS.build(distiller_cfg())
+    data = batch()
+    out = model.data_preprocessor(data, training=False)
+    raw_s = data['inputs']['student'].float().flip(1)  # BGR -> RGB
+    raw_t = data['inputs']['teachers'][0].float().flip(1)
+    assert torch.allclose(out['inputs']['student'], (raw_s - 100) / 50)
+    assert torch.allclose(out['inputs']['teachers'][0], (raw_t - 127.5) / 127.5)
+
+
+def test_training_without_labels():
+    model = MODELS.build(distiller_cfg())
+    model.train()
+    losses = model.train_step(batch(labels=False), optim_wrapper(model))
+    assert 'label_ce' not in losses and torch.isfinite(losses['loss'])
+
+
+def test_predict_reports_the_student_and_caches_teacher_logits():
+    model = MODELS.build(distiller_cfg())
+    model.eval()
+    data = batch()
+    for i, s in enumerate(data['data_samples']):
+        s.set_metainfo(dict(img_path=f'img{i}.png', sample_idx=i))
+    calls = []
+    handle = model.teachers[0].register_forward_hook(
+        lambda *args: calls.append(1))
+    first = model.val_step(copy.deepcopy(data))
+    second = model.val_step(copy.deepcopy(data))
+    handle.remove()
+    assert len(calls) == 1  # teacher ran once for the two evaluations
+    for a, b in zip(first, second):
+        assert torch.equal(a.teacher_logits, b.teacher_logits)
+        assert a.pred_score.shape == (10, )
+        assert torch.allclose(a.pred_score, a.student_logits.softmax(0))
+
+
+def test_plain_inputs_make_teacher_views_from_the_student_view():
+    model = MODELS.build(distiller_cfg())
+    data = batch()
+    data['inputs'] = data['inputs']['student']
+    out = model.data_preprocessor(data, training=False)
+    assert out['inputs']['teachers'][0].shape[-2:] == (16, 16)
+
+
+def test_ensemble_targets():
+    a = torch.tensor([[2.0, 0.0, -1.0]])
+    b = torch.tensor([[0.0, 1.0, 3.0]])
+    assert torch.allclose(combine_teachers([a, b], 'mean_logits'), (a + b) / 2)
+    for tau in (1.0, 3.0):
+        target = combine_teachers([a, b], 'mean_probs', tau)
+        mean_p = (torch.softmax(a / tau, 1) + torch.softmax(b / tau, 1)) / 2
+        assert torch.allclose(torch.softmax(target / tau, 1), mean_p)
+
+
+def test_two_teachers_train():
+    cfg = distiller_cfg(2, teacher_combine='mean_probs')
+    model = MODELS.build(cfg)
+    data = batch()
+    data['inputs']['teachers'].append(data['inputs']['teachers'][0])
+    losses = model.train_step(data, optim_wrapper(model))
+    assert torch.isfinite(losses['loss'])
+
+
+def test_class_count_mismatch_is_a_clear_error():
+    cfg = distiller_cfg()
+    cfg['teachers'][0]['model'] = tiny_classifier(8, num_classes=7)
+    with pytest.raises(ValueError, match='num_classes=7'):
+        MODELS.build(cfg)
+
+
+def test_missing_teacher_checkpoint_is_a_clear_error(tmp_path):
+    cfg = distiller_cfg()
+    cfg['teachers'][0]['checkpoint'] = str(tmp_path / 'nope.pth')
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        MODELS.build(cfg)
+
+
+def test_mismatched_teacher_checkpoint_names_the_keys(tmp_path):
+    other = MODELS.build(tiny_classifier(8))
+    state = other.state_dict()
+    state['backbone.extra.weight'] = torch.zeros(1)
+    del state['head.fc.bias']
+    path = str(tmp_path / 'teacher.pth')
+    torch.save(state, path)
+    cfg = distiller_cfg()
+    cfg['teachers'][0]['checkpoint'] = path
+    with pytest.raises(RuntimeError, match=r'head\.fc\.bias.*backbone\.extra'):
+        MODELS.build(cfg)
+
+
+def test_teacher_checkpoint_is_loaded(tmp_path):
+    source = MODELS.build(tiny_classifier(8))
+    path = str(tmp_path / 'teacher.pth')
+    torch.save(source.state_dict(), path)
+    cfg = distiller_cfg()
+    cfg['teachers'][0]['checkpoint'] = path
+    model = MODELS.build(cfg)
+    model.init_weights()  # must not re-initialise the teacher
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.teachers[0].state_dict()[k], v)
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match='teacher_combine'):
+        MODELS.build(distiller_cfg(teacher_combine='max'))
+    with pytest.raises(ValueError, match='at least one teacher'):
+        MODELS.build(dict(distiller_cfg(), teachers=[]))

@@ -1,0 +1,95 @@
+"""The pinned stack's workarounds (mmfunmatch.compat) hold."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO, tiny_classifier
+
+
+def test_mmrazor_imports_after_mmfunmatch_in_a_fresh_process():
+    code = ('import mmfunmatch, mmrazor.models\n'
+            'from mmrazor.registry import MODELS\n'
+            'assert MODELS.get("SingleTeacherDistill")\n'
+            'assert MODELS.get("KLDivergenceT").__module__.startswith('
+            '"mmfunmatch")\n'
+            'print("ok")')
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith('ok')
+
+
+def test_mmrazor_quantization_says_it_is_unavailable():
+    from mmrazor.structures.quantization import QConfigHandler
+    with pytest.raises(RuntimeError, match='quantization is unavailable'):
+        QConfigHandler()
+
+
+def test_mmrazor_single_teacher_distill_trains_with_kl_divergence_t():
+    import mmrazor.models  # noqa: F401
+    from mmengine.optim import build_optim_wrapper
+    from mmpretrain.structures import DataSample
+    from mmrazor.registry import MODELS
+
+    def scoped(cfg):
+        cfg = dict(cfg, type='mmpretrain.ImageClassifier')
+        cfg['data_preprocessor'] = dict(
+            type='mmpretrain.ClsDataPreprocessor', mean=[127.5] * 3,
+            std=[127.5] * 3)
+        return cfg
+
+    model = MODELS.build(dict(
+        type='SingleTeacherDistill',
+        architecture=scoped(tiny_classifier(4)),
+        teacher=scoped(tiny_classifier(8)),
+        distiller=dict(
+            type='ConfigurableDistiller',
+            student_recorders=dict(
+                fc=dict(type='ModuleOutputs', source='head.fc')),
+            teacher_recorders=dict(
+                fc=dict(type='ModuleOutputs', source='head.fc')),
+            distill_losses=dict(
+                loss_kl=dict(type='KLDivergenceT', tau=2.0, loss_weight=1.0)),
+            loss_forward_mappings=dict(
+                loss_kl=dict(
+                    preds_S=dict(from_student=True, recorder='fc'),
+                    preds_T=dict(from_student=False, recorder='fc'))))))
+    wrapper = build_optim_wrapper(model.architecture, dict(
+        optimizer=dict(type='SGD', lr=0.1)))
+    torch.manual_seed(0)
+    data = dict(inputs=torch.randint(0, 256, (4, 3, 16, 16)).float(),
+                data_samples=[DataSample().set_gt_label(i) for i in range(4)])
+    before = [p.clone() for p in model.architecture.parameters()]
+    for _ in range(3):
+        losses = model.train_step(data, wrapper)
+    assert 'distill.loss_kl' in losses and torch.isfinite(
+        losses['distill.loss_kl'])
+    assert any(not torch.equal(a, b)
+               for a, b in zip(before, model.architecture.parameters()))
+
+
+def test_runner_checkpoints_load_without_full_unpickling(tmp_path):
+    from mmengine.logging import HistoryBuffer
+    from mmengine.runner.checkpoint import CheckpointLoader
+    import numpy as np
+    path = str(tmp_path / 'ckpt.pth')
+    buf = HistoryBuffer()
+    buf.update(1.5)
+    torch.save(dict(state_dict=dict(w=torch.ones(2)),
+                    message_hub=dict(log_scalars=dict(loss=buf)),
+                    meta=dict(seed=np.int64(3), arr=np.zeros(2))), path)
+    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert ckpt['message_hub']['log_scalars']['loss'].current() == 1.5
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f'touch {tmp_path}/pwned', ))
+
+    bad = str(tmp_path / 'bad.pth')
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), x=Payload()), bad)
+    with pytest.raises(RuntimeError, match='refusing to load'):
+        CheckpointLoader.load_checkpoint(bad, map_location='cpu')
+    assert not os.path.exists(tmp_path / 'pwned')
