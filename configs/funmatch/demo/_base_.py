@@ -32,7 +32,12 @@ student_wd = 1e-4
 student_optimizer = dict(
     type='AdamW', lr=student_lr, betas=(0.9, 0.999), eps=1e-8,
     weight_decay=student_wd / student_lr)
+# Linear warm-up for a tenth of the schedule, then cosine to 0 (in epochs,
+# stepped every iteration).
 student_param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=100),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0,
+         end=student_epochs // 10, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True,
+         begin=student_epochs // 10, end=student_epochs,
+         convert_to_iter_based=True),
 ]

@@ -1,13 +1,17 @@
-# Function matching on the demo: the student sees only `train_small`'s
-# images (labels unused) and matches the teacher on consistent inception
-# crops with shared uniform mixup.
-_base_ = ['./digits_label_student.py']
+# Function matching on the demo: the student sees only the 200 images of
+# `train_small` (labels unused except for monitoring) and matches the
+# teacher on consistent inception crops with shared uniform mixup.
+_base_ = [
+    '../../_base_/datasets/digits.py',
+    '../../_base_/schedules/adamw_bigvision.py',
+    '../../_base_/default_runtime.py',
+    './_base_.py',
+]
 
 teacher_checkpoint = 'work_dirs/demo/teacher/epoch_20.pth'
 img_size = {{_base_.img_size}}
 
 model = dict(
-    _delete_=True,
     type='FunMatchDistiller',
     student={{_base_.student_model}},
     teachers=[
@@ -35,7 +39,9 @@ val_pipeline = [
          teacher_sizes=[img_size], crop_frac=1.0),
     dict(type='PackFunMatchInputs'),
 ]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(
+    batch_size={{_base_.student_batch}},
+    dataset=dict(data_prefix='train_small', pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = [
@@ -43,3 +49,11 @@ val_evaluator = [
     dict(type='TeacherAgreement'),
 ]
 test_evaluator = val_evaluator
+
+optim_wrapper = dict(optimizer={{_base_.student_optimizer}})
+param_scheduler = {{_base_.student_param_scheduler}}
+train_cfg = dict(by_epoch=True, max_epochs={{_base_.student_epochs}},
+                 val_interval=25)
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(interval=100, max_keep_ckpts=1))

@@ -1,20 +1,19 @@
-# Baseline: the demo student trained from the labels of `train_small` alone,
-# with the same crops, optimizer and number of steps as the FunMatch student.
-_base_ = [
-    '../../_base_/datasets/digits.py',
-    '../../_base_/schedules/adamw_bigvision.py',
-    '../../_base_/default_runtime.py',
-    './_base_.py',
-]
-model = {{_base_.student_model}}
+# Baseline: the demo student trained from the labels of `train_small` alone
+# (cross-entropy), with the same crops, optimizer and number of steps as the
+# FunMatch student. It is wrapped in FunMatchDistiller with a distillation
+# weight of 0 only so that validation also reports its agreement with the
+# teacher; the teacher never runs in its training steps.
+_base_ = ['./digits_funmatch_student.py']
 
-train_dataloader = dict(
-    batch_size={{_base_.student_batch}},
-    dataset=dict(data_prefix='train_small'))
-optim_wrapper = dict(optimizer={{_base_.student_optimizer}})
-param_scheduler = {{_base_.student_param_scheduler}}
-train_cfg = dict(by_epoch=True, max_epochs={{_base_.student_epochs}},
-                 val_interval=25)
-default_hooks = dict(
-    logger=dict(interval=50),
-    checkpoint=dict(interval=100, max_keep_ckpts=1))
+model = dict(
+    distill_loss=dict(type='KLDivergenceT', tau=1.0, loss_weight=0.0),
+    label_loss=dict(type='CrossEntropyLoss', use_soft=True, loss_weight=1.0),
+    data_preprocessor=dict(batch_augments=None, num_classes=10),
+)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ConsistentView', mode='same/ic',
+         student_size={{_base_.img_size}}, scale=(0.35, 1.0), flip_prob=0.0),
+    dict(type='PackFunMatchInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

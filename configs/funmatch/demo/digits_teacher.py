@@ -10,8 +10,10 @@ model = {{_base_.teacher_model}}
 lr = 3e-3
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-4 / lr))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=100),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=2,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=2,
+         end=20, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=20, val_interval=10)
 default_hooks = dict(

@@ -1,5 +1,4 @@
 import copy
-import logging
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -249,8 +248,12 @@ class FunMatchDistiller(BaseModel):
     def loss(self, inputs: Union[dict, torch.Tensor],
              data_samples: Optional[List[DataSample]] = None) -> dict:
         student_in, teacher_ins = self._split(inputs)
-        t_logits = self.teacher_logits(teacher_ins)
         s_logits = self.student_logits(student_in)
+        if getattr(self.distill_loss, 'loss_weight', 1.0) == 0:
+            # A label-only baseline that keeps the teacher for evaluation
+            # (agreement) only: no teacher forward in training.
+            return self._label_losses(s_logits, data_samples, required=True)
+        t_logits = self.teacher_logits(teacher_ins)
         if self.teacher_combine == 'sum_kl':
             loss = sum(self.distill_loss(s_logits, t) for t in t_logits)
             target = combine_teachers(t_logits, 'mean_logits')
@@ -264,19 +267,30 @@ class FunMatchDistiller(BaseModel):
             losses['teacher_entropy'] = _entropy(target)
             losses['agreement'] = (s_logits.argmax(1) == target.argmax(1)
                                    ).float().mean()
+        losses.update(self._label_losses(s_logits, data_samples))
+        return losses
+
+    def _label_losses(self, s_logits: torch.Tensor,
+                      data_samples: Optional[List[DataSample]],
+                      required: bool = False) -> dict:
+        """The optional label loss and the label cross-entropy monitor."""
         scores = _label_scores(data_samples, s_logits.size(1))
-        if scores is not None:
-            ce = -(scores.to(s_logits.device) *
-                   F.log_softmax(s_logits.float(), 1)).sum(1).mean()
-            if self.label_loss is not None:
-                losses['loss_label'] = self.label_loss(
-                    s_logits, scores.to(s_logits.device))
-            losses['label_ce'] = ce.detach()
-        elif self.label_loss is not None:
-            raise ValueError(
-                'label_loss is set but the training samples carry no labels; '
-                'remove label_loss (function matching needs no labels) or '
-                'use a labelled train set.')
+        if scores is None:
+            if self.label_loss is not None or required:
+                raise ValueError(
+                    'a label loss is needed (label_loss set, or the '
+                    'distillation loss weight is 0) but the training samples '
+                    'carry no labels; use a labelled train set or remove '
+                    'label_loss (function matching needs no labels).')
+            return {}
+        scores = scores.to(s_logits.device)
+        losses = dict(label_ce=-(scores * F.log_softmax(s_logits.float(), 1)
+                                 ).sum(1).mean().detach())
+        if self.label_loss is not None:
+            losses['loss_label'] = self.label_loss(s_logits, scores)
+        elif required:
+            raise ValueError('the distillation loss weight is 0 and no '
+                             'label_loss is set: nothing to train on.')
         return losses
 
     def predict(self, inputs: Union[dict, torch.Tensor],
