@@ -37,20 +37,39 @@ NEVER = 10**9  # a recompute frequency that is never reached
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--device', default=None,
-                        help='cpu or cuda (default: cuda when available)')
-    parser.add_argument('--batch-size', type=int, default=None,
-                        help='default 8 on CPU, 64 on CUDA')
-    parser.add_argument('--img-size', type=int, default=None,
-                        help='default 128 on CPU, 224 on CUDA')
-    parser.add_argument('--warmup', type=int, default=2,
-                        help='untimed rounds (each steps every optimizer)')
-    parser.add_argument('--iters', type=int, default=5,
-                        help='timed rounds')
-    parser.add_argument('--freqs', type=int, nargs='+', default=[1, 10, 100],
-                        help='recompute frequencies to report')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cpu or cuda (default: cuda when available)')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='default 8 on CPU, 64 on CUDA')
+    parser.add_argument(
+        '--img-size',
+        type=int,
+        default=None,
+        help='default 128 on CPU, 224 on CUDA')
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        default=2,
+        help='untimed rounds (each steps every optimizer)')
+    parser.add_argument('--iters', type=int, default=5, help='timed rounds')
+    parser.add_argument(
+        '--freqs',
+        type=int,
+        nargs='+',
+        default=[1, 10, 100],
+        help='recompute frequencies to report')
     parser.add_argument('--block-size', type=int, default=128)
     parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch CPU threads (default: torch\'s choice)')
     return parser.parse_args()
 
 
@@ -96,22 +115,27 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
 def main() -> None:
     args = parse_args()
     import timm
-    device = torch.device(args.device or (
-        'cuda' if torch.cuda.is_available() else 'cpu'))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(
+        args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     on_cuda = device.type == 'cuda'
     batch = args.batch_size or (64 if on_cuda else 8)
     size = args.img_size or (224 if on_cuda else 128)
 
     torch.manual_seed(0)
     base = timm.create_model('resnetv2_50x1_bit', num_classes=1000)
-    shampoo = dict(type='Shampoo', lr=args.lr, block_size=args.block_size,
-                   start_preconditioning_step=1, weight_decay=0.000375)
+    shampoo = dict(
+        type='Shampoo',
+        lr=args.lr,
+        block_size=args.block_size,
+        start_preconditioning_step=1,
+        weight_decay=0.000375)
     runs = collections.OrderedDict()
     for name, optimizer in (
         ('adamw', dict(type='AdamW', lr=args.lr, weight_decay=0.01)),
         ('shampoo_f1', dict(shampoo, preconditioning_compute_steps=1)),
-        ('shampoo_plain', dict(shampoo,
-                               preconditioning_compute_steps=NEVER)),
+        ('shampoo_plain', dict(shampoo, preconditioning_compute_steps=NEVER)),
     ):
         model = copy.deepcopy(base).to(device).train()
         runs[name] = (model, build(model, optimizer))
@@ -120,9 +144,9 @@ def main() -> None:
     shampoo_opt = runs['shampoo_f1'][1].optimizer
     num_params = sum(p.numel() for p in runs['adamw'][0].parameters())
     print(f'device: {device} ({platform.processor() or platform.machine()}'
-          f', {torch.get_num_threads()} threads'
-          + (f', {torch.cuda.get_device_name(device)}' if on_cuda else '')
-          + f'), torch {torch.__version__}, load average '
+          f', {torch.get_num_threads()} threads' +
+          (f', {torch.cuda.get_device_name(device)}' if on_cuda else '') +
+          f'), torch {torch.__version__}, load average '
           f'{os.getloadavg()[0]:.2f}')
     print(f'model: resnetv2_50x1_bit, {num_params / 1e6:.1f} M parameters, '
           f'batch {batch} at {size} px')
@@ -142,12 +166,17 @@ def main() -> None:
             result = timed_step(model, wrapper, x, y, device)
             if round_ >= args.warmup:
                 times[name].append(result)
-        print(f'round {round_ + 1}/{args.warmup + args.iters}: ' + ', '.join(
-            f'{k} {v[-1]["total"]:.2f}s' for k, v in times.items() if v),
+        print(
+            f'round {round_ + 1}/{args.warmup + args.iters}: ' +
+            ', '.join(f'{k} {v[-1]["total"]:.2f}s'
+                      for k, v in times.items() if v),
             flush=True)
 
     def median(name, key='total'):
         return statistics.median(t[key] for t in times[name])
+
+    def fastest(name):
+        return min(t['total'] for t in times[name])
 
     sizes = collections.Counter()
     for state in shampoo_opt.state.values():
@@ -160,23 +189,29 @@ def main() -> None:
           f'Shampoo {state_bytes(shampoo_opt) / 2**20:.0f} MiB')
     print(f'load average at the end: {os.getloadavg()[0]:.2f}')
 
-    adamw = median('adamw')
-    recompute = median('shampoo_f1')
-    plain = median('shampoo_plain')
     print()
-    print(f'Medians of {args.iters} interleaved steps after {args.warmup} '
-          f'warm-up rounds; step = forward + backward + clip + optimizer.')
+    print(f'{args.iters} interleaved steps after {args.warmup} warm-up '
+          f'rounds; step = forward + backward + clip + optimizer. Median '
+          f'(and fastest) step in seconds.')
     print()
-    print('| recompute every | AdamW step (s) | Shampoo step (s) | '
-          'Shampoo / AdamW | how |')
-    print('| --- | --- | --- | --- | --- |')
-    for freq in args.freqs:
-        cost = (recompute + (freq - 1) * plain) / freq
-        how = 'measured' if freq == 1 else 'from the two measured medians'
-        print(f'| {freq} | {adamw:.2f} | {cost:.2f} | {cost / adamw:.2f} | '
-              f'{how} |')
-    print(f'| never (plain step) | {adamw:.2f} | {plain:.2f} | '
-          f'{plain / adamw:.2f} | measured |')
+    print('| recompute every | AdamW step | Shampoo step | Shampoo / AdamW '
+          '(medians) | Shampoo / AdamW (fastest) | how |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for freq in args.freqs + [None]:
+        row = []
+        for stat in (median, fastest):
+            adamw = stat('adamw')
+            recompute, plain = stat('shampoo_f1'), stat('shampoo_plain')
+            cost = plain if freq is None else (recompute +
+                                               (freq - 1) * plain) / freq
+            row.append((adamw, cost))
+        (adamw, cost), (adamw_min, cost_min) = row
+        how = ('measured' if freq in (1, None) else
+               f'(t_f1 + {freq - 1} t_plain) / {freq}')
+        label = 'never (plain step)' if freq is None else freq
+        print(f'| {label} | {adamw:.2f} ({adamw_min:.2f}) | {cost:.2f} '
+              f'({cost_min:.2f}) | {cost / adamw:.2f} | '
+              f'{cost_min / adamw_min:.2f} | {how} |')
     print()
     print('Optimizer part alone (clip + step), medians: AdamW '
           f'{median("adamw", "optimizer"):.2f} s, Shampoo recomputing '
