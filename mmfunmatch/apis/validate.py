@@ -34,6 +34,58 @@ def _as_hw(size) -> tuple:
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
+def _stored_teacher_errors(cfg: Config) -> List[str]:
+    """Stored teacher outputs (StoredTeacherDataset) were computed once per
+    image, not for the student's view: with a randomly augmented student they
+    are the paper's inconsistent fix/ic_ens baseline, allowed only when the
+    config names it; with mixup they label an image the student never sees.
+    """
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    stored = None
+    while True:
+        if dataset.get('type') == 'StoredTeacherDataset':
+            stored = dataset
+        if 'dataset' not in dataset:
+            break
+        dataset = dataset['dataset']
+    if stored is None:
+        return []
+    from mmfunmatch.datasets.transforms.consistent_view import (
+        MODE_ALIASES, MODES)
+    random_steps = []
+    for step in dataset.get('pipeline') or []:
+        kind = step.get('type', '')
+        if kind == 'ConsistentView':
+            mode = step.get('mode', 'same/ic')
+            student_crop = MODES.get(MODE_ALIASES.get(mode, mode), ('', ))[0]
+            if student_crop in ('ic', 'rc'):
+                random_steps.append(f'ConsistentView(mode={mode!r})')
+        elif kind.startswith('Random') or kind in (
+                'RandAugment', 'AutoAugment', 'ColorJitter', 'Lighting',
+                'GaussianBlur', 'Albumentations'):
+            random_steps.append(kind)
+    errors = []
+    if random_steps and stored.get('baseline') != 'fix/ic_ens':
+        errors.append(
+            'train_dataloader: StoredTeacherDataset serves teacher outputs '
+            'computed once per image, but the student\'s view is randomly '
+            f'augmented ({", ".join(random_steps)}), so the teacher never '
+            'sees what the student sees: the paper\'s inconsistent fix/ic_ens '
+            'baseline, not function matching. For function matching remove '
+            'StoredTeacherDataset (FunMatchDistiller runs the teacher on the '
+            'student\'s exact view); to run that baseline on purpose set '
+            "train_dataloader.dataset.baseline='fix/ic_ens'.")
+    if (cfg.get('model', {}).get('data_preprocessor') or {}).get(
+            'batch_augments'):
+        errors.append(
+            'train_dataloader: StoredTeacherDataset targets belong to the '
+            'unmixed images but model.data_preprocessor.batch_augments mixes '
+            'the student\'s input; set it to None (fix/ic_ens has no mixup) '
+            'or remove StoredTeacherDataset so the teacher sees the mixed '
+            'image.')
+    return errors
+
+
 def validate_config(cfg: Config) -> None:
     """Raise :class:`ConfigError` for settings that cannot work."""
     errors: List[str] = []
@@ -105,6 +157,8 @@ def validate_config(cfg: Config) -> None:
                 f'{split}: data_root {root!r} does not exist. Point '
                 f'{split}.dataset.data_root at your data (for the demo: '
                 f'python tools/prepare_digits.py {root}).')
+
+    errors += _stored_teacher_errors(cfg)
 
     if errors:
         raise ConfigError('invalid config:\n  - ' + '\n  - '.join(errors))

@@ -253,7 +253,11 @@ class FunMatchDistiller(BaseModel):
             # A label-only baseline that keeps the teacher for evaluation
             # (agreement) only: no teacher forward in training.
             return self._label_losses(s_logits, data_samples, required=True)
-        t_logits = self.teacher_logits(teacher_ins)
+        # Targets stored with the data (StoredTeacherDataset: the fix/ic_ens
+        # baseline only) replace the teacher forward.
+        stored = _stored_teacher_logits(data_samples)
+        t_logits = ([stored.to(s_logits.device)] if stored is not None else
+                    self.teacher_logits(teacher_ins))
         if self.teacher_combine == 'sum_kl':
             loss = sum(self.distill_loss(s_logits, t) for t in t_logits)
             target = combine_teachers(t_logits, 'mean_logits')
@@ -341,6 +345,15 @@ def _label_scores(data_samples: Optional[List[DataSample]],
         labels = torch.cat([s.gt_label for s in data_samples])
         if (labels >= 0).all():
             return F.one_hot(labels, num_classes).float()
+    return None
+
+
+def _stored_teacher_logits(data_samples: Optional[List[DataSample]]
+                           ) -> Optional[torch.Tensor]:
+    """Stored teacher logits (N, C) when every sample carries them."""
+    if data_samples and all('teacher_logits' in s for s in data_samples):
+        return torch.stack([torch.as_tensor(s.teacher_logits)
+                            for s in data_samples]).float()
     return None
 
 

@@ -1,0 +1,46 @@
+# Function matching on ImageNet from the 384 px teacher: BiT-M-R152x2 at
+# 384 px (timm: 83.86 top-1 at its own crop 1.0) -> BiT-R50x1 at 224 px. The
+# teacher sees the student's crop rendered at 384 px. Everything else is the
+# main config (r50_bit152x2_imagenet.py).
+#
+# Paper, student top-1 (%):
+#     300 ep 80.46 | 1200 ep 81.82 | 4800 ep 82.33 | 9600 ep 82.64
+# (this file: 1200 epochs; set train_cfg.max_epochs for the others).
+# Evaluation renders the 224/256 centre crop at 384 px for the teacher, so
+# its own accuracy here is not the 83.86 of its whole-image protocol; the
+# student is evaluated as in the paper.
+#
+# Weights: timm's resnetv2_152x2_bit.goog_teacher_in21k_ft_in1k_384 saved as
+# .safetensors, or big_vision's R152x2_T_384.npz.
+_base_ = ['./r50_bit152x2_imagenet.py']
+
+teacher_checkpoint = ('checkpoints/resnetv2_152x2_bit.goog_teacher_in21k_'
+                      'ft_in1k_384.safetensors')
+student_size = 224
+teacher_sizes = [384]
+
+model = dict(teachers=[
+    dict(
+        model={{_base_.bit_r152x2_teacher_model}},
+        checkpoint=teacher_checkpoint,
+        mean={{_base_.bit_teacher_mean}},
+        std={{_base_.bit_teacher_std}},
+        size=384),
+])
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ConsistentView', mode='same/ic', student_size=student_size,
+         teacher_sizes=teacher_sizes, scale=(0.05, 1.0),
+         ratio=(3. / 4., 4. / 3.), flip_prob=0.5),
+    dict(type='PackFunMatchInputs'),
+]
+val_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ConsistentView', mode='eval', student_size=student_size,
+         teacher_sizes=teacher_sizes, crop_frac=224 / 256),
+    dict(type='PackFunMatchInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
+test_dataloader = val_dataloader
