@@ -5,8 +5,9 @@ mmrazor 1.0.0. :func:`apply` runs once, on ``import mmfunmatch``. Each patch
 says why it exists and when it can go.
 """
 import functools
-import pickle
 import os
+import os.path as osp
+import pickle
 import sys
 import types
 
@@ -84,12 +85,18 @@ def load_runner_checkpoint(filename: str, map_location=None):
         try:
             return torch.load(filename, map_location=map_location,
                               weights_only=True)
-        except Exception as err:  # pickle.UnpicklingError and friends
+        except pickle.UnpicklingError as err:  # outside the allowlist
             raise RuntimeError(
                 f'refusing to load {filename}: it holds objects outside the '
                 f'types an mmengine checkpoint needs, so loading it could '
                 f'run code ({err}). Re-save its tensors as .safetensors or a '
                 f'plain state dict if you trust it.') from err
+        except (RuntimeError, EOFError, OSError) as err:  # cut short
+            raise RuntimeError(
+                f'cannot read {filename}: the file is incomplete or corrupt '
+                f'(a write that did not finish?): {err}. To resume, use '
+                f'--resume without a path: it picks the newest complete '
+                f'checkpoint.') from err
 
 
 def _register_safe_local_checkpoint_loader() -> None:
@@ -139,6 +146,132 @@ def _cpu_process_group() -> None:
     MMDistributedDataParallel.__init__ = mm_ddp_init
 
 
+def atomic_write_bytes(data: bytes, filepath: str) -> None:
+    """Write ``data`` to ``filepath`` so that the path never names a partial
+    file: write a temporary file beside it, flush it to disk, rename it.
+
+    A process killed at any point leaves either the old file (or none) or the
+    complete new one, plus at worst a ``<name>.tmp-<pid>`` file that
+    :class:`~mmfunmatch.engine.hooks.SafeCheckpointHook` removes at the next
+    start.
+    """
+    filepath = os.fspath(filepath)
+    directory = osp.dirname(osp.abspath(filepath))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f'{filepath}.tmp-{os.getpid()}'
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filepath)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable (POSIX); best effort elsewhere
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _atomic_local_put() -> None:
+    """Make mmengine's local file writes (checkpoints included) atomic.
+
+    mmengine 0.10.7's ``save_checkpoint`` serialises to memory and then
+    ``LocalBackend.put`` opens the final path with 'wb' and writes in place:
+    a run killed during the write (pre-emption, OOM killer, node loss)
+    leaves a truncated ``epoch_N.pth`` under the name ``--resume`` looks
+    for. We route ``put`` through :func:`atomic_write_bytes`. Remove when
+    mmengine writes through a temporary file itself.
+    """
+    from mmengine.fileio.backends import LocalBackend
+
+    def put(self, obj: bytes, filepath) -> None:
+        atomic_write_bytes(obj, filepath)
+
+    put.__doc__ = LocalBackend.put.__doc__
+    LocalBackend.put = put
+
+
+def _cpu_sync_batchnorm() -> None:
+    """Let ``sync_bn='torch'`` work on a CPU (gloo) process group.
+
+    torch 2.14's ``SyncBatchNorm`` raises 'SyncBatchNorm expected input
+    tensor to be on GPU' for CPU tensors, so mmengine's ``sync_bn`` option
+    fails on CPU multi-process runs. After mmengine converts the model, CPU
+    modules get a subclass that all-reduces the batch statistics with
+    ``torch.distributed.nn``'s autograd-aware all_reduce (two passes: mean,
+    then centred variance); on GPU nothing changes. It is not a
+    ``SyncBatchNorm`` subclass because DDP also refuses those on CPU
+    ('SyncBatchNorm layers only work with GPU modules'). Remove when torch's
+    SyncBatchNorm accepts CPU tensors.
+    """
+    import torch.distributed as dist
+    import torch.nn as nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+    import mmengine.runner.runner as runner_module
+
+    class CPUSyncBatchNorm(_BatchNorm):
+        """BatchNorm whose training statistics span every rank (CPU)."""
+
+        process_group = None
+
+        def _check_input_dim(self, input: torch.Tensor) -> None:
+            if input.dim() < 2:
+                raise ValueError(
+                    f'expected at least 2D input (got {input.dim()}D input)')
+
+        def forward(self, input: torch.Tensor) -> torch.Tensor:
+            group = self.process_group or dist.group.WORLD
+            if (not self.training or not dist.is_initialized()
+                    or dist.get_world_size(group) < 2):
+                return super().forward(input)
+            from torch.distributed.nn.functional import all_reduce
+            self._check_input_dim(input)
+            factor = 0.0 if self.momentum is None else self.momentum
+            if (self.track_running_stats
+                    and self.num_batches_tracked is not None):
+                self.num_batches_tracked.add_(1)
+                if self.momentum is None:
+                    factor = 1.0 / float(self.num_batches_tracked)
+            dims = [0] + list(range(2, input.dim()))
+            shape = [1, -1] + [1] * (input.dim() - 2)
+            count = torch.tensor([input.numel() // input.size(1)],
+                                 dtype=input.dtype)
+            summed = all_reduce(torch.cat([input.sum(dims), count]),
+                                group=group)
+            n = summed[-1]
+            mean = summed[:-1] / n
+            centred = input - mean.view(shape)
+            var = all_reduce((centred * centred).sum(dims), group=group) / n
+            if self.track_running_stats:
+                with torch.no_grad():
+                    self.running_mean.mul_(1 - factor).add_(factor * mean)
+                    self.running_var.mul_(1 - factor).add_(
+                        factor * var * n / (n - 1))
+            out = centred * torch.rsqrt(var.view(shape) + self.eps)
+            if self.affine:
+                out = out * self.weight.view(shape) + self.bias.view(shape)
+            return out
+
+    original = runner_module.convert_sync_batchnorm
+
+    @functools.wraps(original)
+    def convert_sync_batchnorm(module, implementation='torch'):
+        module = original(module, implementation)
+        for m in module.modules():
+            if type(m) is nn.SyncBatchNorm and not torch.cuda.is_available():
+                m.__class__ = CPUSyncBatchNorm
+        return module
+
+    runner_module.convert_sync_batchnorm = convert_sync_batchnorm
+
+
 def apply() -> None:
     """Apply every workaround once."""
     global _APPLIED
@@ -147,4 +280,6 @@ def apply() -> None:
     _stub_mmrazor_quantization()
     _register_safe_local_checkpoint_loader()
     _cpu_process_group()
+    _atomic_local_put()
+    _cpu_sync_batchnorm()
     _APPLIED = True

@@ -1,5 +1,6 @@
 # Runtime settings shared by every mmfunmatch config (MMPretrain's defaults,
-# plus the mmfunmatch import and the hook that checkpoints the mixup RNG).
+# plus the mmfunmatch import, the hook that checkpoints the mixup RNG and the
+# reliability hooks of docs/reliability.md).
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmfunmatch'], allow_failed_imports=False)
 
@@ -7,17 +8,27 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # Crash-safe saving (temporary file + rename), plus a mid-epoch
+    # resume point every 1000 iterations (newest 2 kept).
     checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=3, save_last=True),
+        type='SafeCheckpointHook', interval=1, max_keep_ckpts=3,
+        save_last=True, iter_interval=1000, max_keep_iter_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # Randomness as a function of position: exact (mid-epoch) resume.
+    exact_resume=dict(type='ExactResumeHook'),
+    # Stop at the first NaN/inf gradient or loss, before it reaches weights.
+    nonfinite=dict(type='NonFiniteGuardHook', action='stop'),
+    # Multi-process runs: check the ranks end with identical weights.
+    rank_check=dict(type='RankConsistencyHook'),
 )
 custom_hooks = [dict(type='FunMatchStateHook')]
 
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
+    # A lost rank ends the others' collectives after this many seconds.
+    dist_cfg=dict(backend='nccl', timeout=1800),
 )
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)

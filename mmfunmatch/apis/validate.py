@@ -86,6 +86,59 @@ def _stored_teacher_errors(cfg: Config) -> List[str]:
     return errors
 
 
+def _fixed_input_size(model_cfg: dict) -> Optional[tuple]:
+    """The input size a model is built for, where its config fixes one
+    (ViT-style ``img_size`` of the model or its backbone)."""
+    for owner in (model_cfg, model_cfg.get('backbone') or {}):
+        size = owner.get('img_size') if isinstance(owner, dict) else None
+        if isinstance(size, (int, list, tuple)):
+            return _as_hw(size)
+    return None
+
+
+def _train_input_size(train_dl: Optional[dict]) -> Optional[tuple]:
+    """The student's training input size from a plain mmpretrain pipeline."""
+    for step in _pipeline_steps(train_dl):
+        if step.get('type') == 'RandomResizedCrop' and 'scale' in step:
+            return _as_hw(step['scale'])
+        if step.get('type') == 'CenterCrop' and 'crop_size' in step:
+            return _as_hw(step['crop_size'])
+    return None
+
+
+def _check_input_sizes(cfg: Config, errors: List[str]) -> None:
+    """Pipeline sizes against models built for one fixed input size."""
+    model = cfg.get('model', {})
+    train_dl = cfg.get('train_dataloader')
+    if model.get('type') != 'FunMatchDistiller':
+        fixed, size = _fixed_input_size(model), _train_input_size(train_dl)
+        if None not in (fixed, size) and fixed != size:
+            errors.append(
+                f'the model is built for {fixed} px inputs but the train '
+                f'pipeline crops {size} px; make model img_size and the '
+                f'crop size equal.')
+        return
+    teachers = model.get('teachers', [])
+    for step in _pipeline_steps(train_dl):
+        if step.get('type') != 'ConsistentView':
+            continue
+        fixed = _fixed_input_size(model.get('student', {}))
+        size = step.get('student_size')
+        if None not in (fixed, size) and fixed != _as_hw(size):
+            errors.append(
+                f'the student is built for {fixed} px inputs but '
+                f'ConsistentView gives it {size} px; set student_size to '
+                f'{fixed[0]} or the student img_size to {size}.')
+        for i, (size, t) in enumerate(
+                zip(step.get('teacher_sizes', []), teachers)):
+            fixed = _fixed_input_size(t.get('model', {}))
+            if None not in (fixed, size) and fixed != _as_hw(size):
+                errors.append(
+                    f'teacher {i} is built for {fixed} px inputs but '
+                    f'ConsistentView gives it {size} px; set '
+                    f'teacher_sizes[{i}] to {fixed[0]}.')
+
+
 def validate_config(cfg: Config) -> None:
     """Raise :class:`ConfigError` for settings that cannot work."""
     errors: List[str] = []
@@ -142,6 +195,14 @@ def validate_config(cfg: Config) -> None:
                 'train_dataloader.batch_size is '
                 f'{train_dl.get("batch_size")}; raise it or remove '
                 'model.data_preprocessor.batch_augments.')
+        elif train_dl.get('drop_last') is False:
+            errors.append(
+                'mixup with train_dataloader.drop_last=False: the last batch '
+                'of an epoch can hold a single image, which mixup cannot '
+                'pair (the run would stop there). Set '
+                'train_dataloader.drop_last=True.')
+
+    _check_input_sizes(cfg, errors)
 
     # Data roots.
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
