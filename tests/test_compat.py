@@ -32,31 +32,24 @@ def test_mmrazor_single_teacher_distill_trains_with_kl_divergence_t():
     import mmrazor.models  # noqa: F401
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.structures import DataSample
+    from mmengine.registry import DefaultScope
     from mmrazor.registry import MODELS
 
     def scoped(cfg):
+        # As in MMRazor configs: every type named with its scope.
         cfg = dict(cfg, type='mmpretrain.ImageClassifier')
+        for part in ('backbone', 'neck', 'head'):
+            cfg[part] = dict(cfg[part], type='mmpretrain.' + cfg[part]['type'])
+        cfg['head']['loss'] = dict(type='mmpretrain.CrossEntropyLoss')
         cfg['data_preprocessor'] = dict(
             type='mmpretrain.ClsDataPreprocessor', mean=[127.5] * 3,
             std=[127.5] * 3)
         return cfg
 
-    model = MODELS.build(dict(
-        type='SingleTeacherDistill',
-        architecture=scoped(tiny_classifier(4)),
-        teacher=scoped(tiny_classifier(8)),
-        distiller=dict(
-            type='ConfigurableDistiller',
-            student_recorders=dict(
-                fc=dict(type='ModuleOutputs', source='head.fc')),
-            teacher_recorders=dict(
-                fc=dict(type='ModuleOutputs', source='head.fc')),
-            distill_losses=dict(
-                loss_kl=dict(type='KLDivergenceT', tau=2.0, loss_weight=1.0)),
-            loss_forward_mappings=dict(
-                loss_kl=dict(
-                    preds_S=dict(from_student=True, recorder='fc'),
-                    preds_T=dict(from_student=False, recorder='fc'))))))
+    # Other tests may leave another default scope behind; an MMRazor config
+    # runs with default_scope='mmrazor'.
+    with DefaultScope.overwrite_default_scope('mmrazor'):
+        model = _build_razor(MODELS, scoped)
     wrapper = build_optim_wrapper(model.architecture, dict(
         optimizer=dict(type='SGD', lr=0.1)))
     torch.manual_seed(0)
@@ -93,3 +86,22 @@ def test_runner_checkpoints_load_without_full_unpickling(tmp_path):
     with pytest.raises(RuntimeError, match='refusing to load'):
         CheckpointLoader.load_checkpoint(bad, map_location='cpu')
     assert not os.path.exists(tmp_path / 'pwned')
+
+
+def _build_razor(MODELS, scoped):
+    return MODELS.build(dict(
+        type='SingleTeacherDistill',
+        architecture=scoped(tiny_classifier(4)),
+        teacher=scoped(tiny_classifier(8)),
+        distiller=dict(
+            type='ConfigurableDistiller',
+            student_recorders=dict(
+                fc=dict(type='ModuleOutputs', source='head.fc')),
+            teacher_recorders=dict(
+                fc=dict(type='ModuleOutputs', source='head.fc')),
+            distill_losses=dict(
+                loss_kl=dict(type='KLDivergenceT', tau=2.0, loss_weight=1.0)),
+            loss_forward_mappings=dict(
+                loss_kl=dict(
+                    preds_S=dict(from_student=True, recorder='fc'),
+                    preds_T=dict(from_student=False, recorder='fc'))))))
