@@ -174,10 +174,12 @@ class ConsistentView(BaseTransform):
             patch = cv2.resize(
                 patch, (size[1], size[0]),
                 interpolation=INTERPOLATIONS[self.interpolation])
+        if flip:
+            # The same pixels as patch[:, ::-1], written contiguously by
+            # cv2 tens of times faster than numpy copies a reversed view.
+            patch = cv2.flip(patch, 1)
         if patch.ndim == 2:  # cv2 drops a single channel axis
             patch = patch[..., None]
-        if flip:
-            patch = patch[:, ::-1]
         return np.ascontiguousarray(patch)
 
     def transform(self, results: dict) -> dict:
