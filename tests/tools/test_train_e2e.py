@@ -108,8 +108,9 @@ def test_exported_student_runs_without_mmfunmatch(trained):
         f'inf = ImageClassificationInferencer({out_dir + "/student_config.py"!r},'
         f' pretrained={out_dir + "/student.pth"!r}, device="cpu")\n'
         f'res = inf({images!r}, batch_size=8)\n'
-        'print(json.dumps([int(r["pred_label"]) for r in res]))\n')
+        'print("\\nPREDS=" + json.dumps([int(r["pred_label"]) for r in res]))\n')
     proc = run_tool('-c', script)
-    exported = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The inferencer's progress bar shares stdout; take our marked line.
+    exported = json.loads(proc.stdout.rsplit('PREDS=', 1)[1].splitlines()[0])
     same = sum(a == b for a, b in zip(reference, exported))
     assert same >= len(images) - 1, (reference, exported)
