@@ -39,7 +39,10 @@ LABEL = osp.join(DEMO, 'digits_label_student.py')
 
 
 def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1',
+    # The launch scripts call `python`: make it this interpreter (a venv that
+    # was not activated, as under `make test`).
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']
+    return dict(os.environ, PATH=path, PYTHONPATH=REPO, OMP_NUM_THREADS='1',
                 MKL_NUM_THREADS='1')
 
 
