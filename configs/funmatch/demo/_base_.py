@@ -25,7 +25,7 @@ student_model = dict(
 )
 # Students: same optimizer, schedule and number of steps for both
 # (torch AdamW weight_decay = big_vision wd / lr, see adamw_bigvision.py).
-student_epochs = 300
+student_epochs = 250
 student_batch = 32
 student_lr = 3e-3
 student_wd = 1e-4
