@@ -77,7 +77,7 @@ test_cfg = dict()
 
 # Step-based checkpoints and logs to match the step-based loop.
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000))
+    checkpoint=dict(by_epoch=False, interval=10000))
 log_processor = dict(by_epoch=False)
 
 # NOTE: `auto_scale_lr` is for automatically scaling LR,
