@@ -202,6 +202,20 @@ def validate_config(cfg: Config) -> None:
                 'pair (the run would stop there). Set '
                 'train_dataloader.drop_last=True.')
 
+    # An epoch-based checkpoint hook never fires inside a step-based loop:
+    # a long run would have no resume point.
+    train_cfg = cfg.get('train_cfg') or {}
+    ckpt_hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    step_loop = (train_cfg.get('type') == 'IterBasedTrainLoop'
+                 or train_cfg.get('by_epoch') is False)
+    if step_loop and ckpt_hook and ckpt_hook.get('by_epoch', True):
+        errors.append(
+            'train_cfg is step-based (max_iters) but '
+            'default_hooks.checkpoint is epoch-based, so no checkpoint would '
+            'be saved during training. Set default_hooks = dict(checkpoint='
+            'dict(by_epoch=False, interval=N)) and log_processor = '
+            'dict(by_epoch=False).')
+
     _check_input_sizes(cfg, errors)
 
     # Data roots.

@@ -3,6 +3,7 @@ import copy
 import logging
 import math
 import os
+import re
 import socket
 
 import pytest
@@ -20,6 +21,7 @@ from pytorch_optimizer.optimizer.utils.partition import PreConditionerType
 from pytorch_optimizer.optimizer.utils.preconditioner import PreConditioner
 
 import mmfunmatch  # noqa: F401  (registers Shampoo and the constructor)
+from mmfunmatch.apis.validate import ConfigError, validate_config
 from mmfunmatch.compat import load_runner_checkpoint
 from mmfunmatch.engine.optimizers import Shampoo, decay_groups
 from mmfunmatch.engine.optimizers.shampoo import (_add_statistics,
@@ -139,6 +141,27 @@ def test_build_through_funmatch_constructor():
     assert decay[id(model.student.fc1.weight)] == 0.000375
     assert decay[id(model.student.fc1.bias)] == 0.
     assert all(g['lr'] == 0.02 and g['initial_lr'] == 0.02 for g in groups)
+
+
+def test_schedule_composes_with_the_runtime(tmp_path):
+    """Next to default_runtime (no key defined twice), with the step-based
+    checkpoint hook the schedule asks for, the hook stays the crash-safe one;
+    left epoch-based, the config is refused with the fix."""
+    base = os.path.join(REPO, 'configs', '_base_')
+    leaf = tmp_path / 'leaf.py'
+    head = (f"_base_ = [{os.path.join(base, 'default_runtime.py')!r}, "
+            f"{os.path.join(base, 'schedules', 'shampoo_funmatch.py')!r}]\n")
+    leaf.write_text(head)
+    with pytest.raises(ConfigError, match=re.escape(
+            'Set default_hooks = dict(checkpoint=dict(by_epoch=False')):
+        validate_config(Config.fromfile(str(leaf)))
+    leaf.write_text(head + 'default_hooks = dict(checkpoint=dict('
+                    'by_epoch=False, interval=10000))\n')
+    cfg = Config.fromfile(str(leaf))
+    validate_config(cfg)
+    hook = cfg.default_hooks.checkpoint
+    assert hook.type == 'SafeCheckpointHook'
+    assert hook.by_epoch is False and hook.interval == 10000
 
 
 def test_schedule_config_is_the_papers():

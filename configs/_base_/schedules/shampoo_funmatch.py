@@ -75,10 +75,13 @@ train_cfg = dict(by_epoch=False, max_iters=max_iters, val_interval=10000)
 val_cfg = dict()
 test_cfg = dict()
 
-# Step-based checkpoints and logs to match the step-based loop.
-default_hooks = dict(
-    checkpoint=dict(by_epoch=False, interval=10000))
-log_processor = dict(by_epoch=False)
+# The loop is step-based, so checkpoints and logs must be too. mmengine
+# refuses a key defined by two sibling bases, and default_runtime.py defines
+# default_hooks, so a config using this schedule sets in its own body:
+#   default_hooks = dict(checkpoint=dict(by_epoch=False, interval=10000))
+#   log_processor = dict(by_epoch=False)
+# (tools/train.py stops with this message when the checkpoint hook is left
+# epoch-based: it would never save inside a step-based loop.)
 
 # NOTE: `auto_scale_lr` is for automatically scaling LR,
 # based on the actual training batch size.
