@@ -144,24 +144,23 @@ def test_build_through_funmatch_constructor():
 
 
 def test_schedule_composes_with_the_runtime(tmp_path):
-    """Next to default_runtime (no key defined twice), with the step-based
-    checkpoint hook the schedule asks for, the hook stays the crash-safe one;
-    left epoch-based, the config is refused with the fix."""
+    """Next to default_runtime (no key defined twice) it validates and keeps
+    the crash-safe checkpoint hook; a step-based loop with an epoch-based
+    checkpoint hook (which would never save) is refused with the fix."""
     base = os.path.join(REPO, 'configs', '_base_')
     leaf = tmp_path / 'leaf.py'
     head = (f"_base_ = [{os.path.join(base, 'default_runtime.py')!r}, "
             f"{os.path.join(base, 'schedules', 'shampoo_funmatch.py')!r}]\n")
     leaf.write_text(head)
+    cfg = Config.fromfile(str(leaf))
+    validate_config(cfg)
+    assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert cfg.train_cfg.by_epoch and cfg.train_cfg.max_epochs == 1200
+    leaf.write_text(head + 'train_cfg = dict(_delete_=True, by_epoch=False, '
+                    'max_iters=1000)\n')
     with pytest.raises(ConfigError, match=re.escape(
             'Set default_hooks = dict(checkpoint=dict(by_epoch=False')):
         validate_config(Config.fromfile(str(leaf)))
-    leaf.write_text(head + 'default_hooks = dict(checkpoint=dict('
-                    'by_epoch=False, interval=10000))\n')
-    cfg = Config.fromfile(str(leaf))
-    validate_config(cfg)
-    hook = cfg.default_hooks.checkpoint
-    assert hook.type == 'SafeCheckpointHook'
-    assert hook.by_epoch is False and hook.interval == 10000
 
 
 def test_schedule_config_is_the_papers():
@@ -179,8 +178,13 @@ def test_schedule_config_is_the_papers():
     assert decay['weight_decay'] == 0.000375 and decay['nesterov']
     assert decay['decoupled_weight_decay'] and not optimizer.decay_scaled_by_lr
 
+    # The decay has no end: the runner sets the run's last step, here the
+    # paper's 1200 ImageNet epochs at batch 4096.
+    assert 'end' not in cfg.param_scheduler[1]
+    max_iters = 1200 * 1281167 // 4096
     schedulers = [
-        PARAM_SCHEDULERS.build(dict(s, optimizer=wrapper))
+        PARAM_SCHEDULERS.build(
+            dict(s, optimizer=wrapper, end=s.get('end', max_iters)))
         for s in cfg.param_scheduler
     ]
     lrs = []
@@ -191,11 +195,10 @@ def test_schedule_config_is_the_papers():
     assert lrs[0] == pytest.approx(cfg.lr / 1800)
     assert lrs[900] == pytest.approx(cfg.lr * 901 / 1800, rel=1e-3)
     assert lrs[1800] == pytest.approx(cfg.lr)
-    total = cfg.max_iters - 1800
+    total = max_iters - 1800
     assert lrs[1801] == pytest.approx(cfg.lr * (1 - 1 / total)**2)
     poly = cfg.param_scheduler[1]
     assert (poly.type, poly.power, poly.eta_min) == ('PolyLR', 2.0, 0.0)
-    assert poly.end == cfg.train_cfg.max_iters == cfg.max_iters
 
 
 @pytest.mark.skipif(

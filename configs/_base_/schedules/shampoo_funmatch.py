@@ -13,15 +13,12 @@
 #   4096; with the RMSProp graft and moving-average momentum (the optimizer's
 #   defaults) a Shampoo step has Adam's size, so it is a starting point to
 #   sweep around, not a reproduced number.
-# - `max_iters`: the schedule is counted in steps, because the warm-up is
-#   given in steps and PolyLR must know where it ends. It is epochs times
-#   training images divided by the global batch; the default is the paper's
-#   1200 ImageNet epochs at batch 4096.
+#
+# The loop counts epochs, as adamw_bigvision.py's does, so that switching a
+# config between the two is a change of this one `_base_` entry. The warm-up
+# is in steps (the paper's); the quadratic decay has no `end`, so the runner
+# ends it at the last step of the run, whatever the data set and batch.
 lr = 0.03
-num_epochs = 1200
-num_train_images = 1281167  # ImageNet-1k train
-global_batch_size = 4096
-max_iters = num_epochs * num_train_images // global_batch_size
 warmup_iters = 1800
 
 optim_wrapper = dict(
@@ -60,29 +57,16 @@ param_scheduler = [
         by_epoch=False,
         begin=0,
         end=warmup_iters),
-    # Quadratic decay to 0 over the remaining steps.
+    # Quadratic decay to 0 over the remaining steps (end: the last step).
     dict(
         type='PolyLR',
         power=2.0,
         eta_min=0.0,
         by_epoch=False,
-        begin=warmup_iters,
-        end=max_iters),
+        begin=warmup_iters),
 ]
 
-# train, val, test setting
-train_cfg = dict(by_epoch=False, max_iters=max_iters, val_interval=10000)
+# The paper's 1200 ImageNet epochs.
+train_cfg = dict(by_epoch=True, max_epochs=1200, val_interval=10)
 val_cfg = dict()
 test_cfg = dict()
-
-# The loop is step-based, so checkpoints and logs must be too. mmengine
-# refuses a key defined by two sibling bases, and default_runtime.py defines
-# default_hooks, so a config using this schedule sets in its own body:
-#   default_hooks = dict(checkpoint=dict(by_epoch=False, interval=10000))
-#   log_processor = dict(by_epoch=False)
-# (tools/train.py stops with this message when the checkpoint hook is left
-# epoch-based: it would never save inside a step-based loop.)
-
-# NOTE: `auto_scale_lr` is for automatically scaling LR,
-# based on the actual training batch size.
-auto_scale_lr = dict(base_batch_size=global_batch_size)
