@@ -137,8 +137,13 @@ class Study:
         cfg_options (Sequence[str], optional): ``key=value`` settings added to
             every student run.
         md_path (str, optional): Where to write the markdown table.
-            Defaults to ``work_dir/ablation.md``.
+            Defaults to ``work_dir/<prefix>.md``.
         poll_s (float): Seconds between progress updates. Defaults to 2.
+        names (Sequence[str], optional): A display name per config (the
+            setting column, legends, run folders). Defaults to the figure's
+            setting names, else the config file names.
+        prefix (str): Name prefix of the CSV, figures and table. Defaults to
+            'ablation'.
     """
 
     def __init__(self,
@@ -156,7 +161,9 @@ class Study:
                  num_workers: int = 1,
                  cfg_options: Optional[Sequence[str]] = None,
                  md_path: Optional[str] = None,
-                 poll_s: float = 2.0) -> None:
+                 poll_s: float = 2.0,
+                 names: Optional[Sequence[str]] = None,
+                 prefix: str = 'ablation') -> None:
         self.work_dir = osp.abspath(work_dir)
         self.data_root = osp.abspath(data_root)
         self.configs = [osp.abspath(c) for c in (
@@ -176,6 +183,12 @@ class Study:
         self.cfg_options = list(cfg_options or [])
         self.md_path = md_path
         self.poll_s = poll_s
+        if names is not None and len(names) != len(self.configs):
+            raise ValueError(f'{len(names)} names for {len(self.configs)} '
+                             f'configs: give one name per config')
+        self.names = list(names) if names is not None else [
+            setting_of(c) for c in self.configs]
+        self.prefix = prefix
         self._cfgs: Dict[str, object] = {}
 
     @property
@@ -236,9 +249,8 @@ class Study:
         """Every run: short schedules first; within a length the
         stored-teacher runs last (their targets are computed meanwhile)."""
         runs = []
-        for config in self.configs:
+        for config, setting in zip(self.configs, self.names):
             cfg = self._config(config)
-            setting = setting_of(config)
             stored = any(d.get('type') == 'StoredTeacherDataset'
                          for d in _dataset_chain(cfg.train_dataloader.dataset))
             per_epoch = self._iters_per_epoch(cfg)
@@ -466,7 +478,7 @@ class Study:
         slots = list(range(1, self.jobs + 1))
         study_bar = tqdm(total=sum(r.iters - current_iter(r.work_dir)
                                    for r in todo),
-                         desc='ablation study', unit='it', position=0,
+                         desc=f'{self.prefix} study', unit='it', position=0,
                          dynamic_ncols=True)
         ens: Optional[Future] = None
         with ThreadPoolExecutor(self.jobs) as pool:
@@ -518,15 +530,17 @@ class Study:
                       teacher: str) -> Dict[str, str]:
         """The CSV of every run, the two figures and the markdown table."""
         paths = dict(
-            csv=osp.join(self.work_dir, 'ablation_runs.csv'),
-            val_png=osp.join(self.work_dir, 'ablation_val_top1.png'),
-            loss_png=osp.join(self.work_dir, 'ablation_train_loss.png'),
-            markdown=self.md_path or osp.join(self.work_dir, 'ablation.md'))
+            csv=osp.join(self.work_dir, f'{self.prefix}_runs.csv'),
+            val_png=osp.join(self.work_dir, f'{self.prefix}_val_top1.png'),
+            loss_png=osp.join(self.work_dir,
+                              f'{self.prefix}_train_loss.png'),
+            markdown=self.md_path or osp.join(self.work_dir,
+                                              f'{self.prefix}.md'))
         write_csv(rows, paths['csv'])
         curves = {r.name: read_curves(r.work_dir, r.iters_per_epoch)
                   for r in runs if any(x['work_dir'] == r.work_dir
                                        for x in rows)}
-        order = [setting_of(c) for c in self.configs]
+        order = list(self.names)
         teacher_top1 = teacher_accuracy(teacher)
         plot_study(rows, runs, curves, order, paths['val_png'],
                    paths['loss_png'], teacher_top1)
@@ -739,9 +753,11 @@ def markdown_table(rows: List[dict], order: Sequence[str]) -> str:
 def _style(setting: str, i: int) -> dict:
     import matplotlib.pyplot as plt
     color = plt.get_cmap('tab10')(i % 10)
+    # The figure's baselines: fixed teacher dotted, independent views
+    # dashed; consistent views (and settings outside the figure) solid.
     return dict(color=color, lw=2.5 if setting == 'funmatch' else 1.5,
-                ls='-' if setting.startswith(('same', 'funmatch')) else
-                ('--' if setting.startswith('ind') else ':'))
+                ls=':' if setting.startswith('fix') else
+                ('--' if setting.startswith('ind') else '-'))
 
 
 def plot_study(rows: List[dict], runs: Sequence[Run], curves: Dict[str, dict],
