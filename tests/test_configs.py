@@ -213,6 +213,7 @@ def test_the_config_family_is_complete():
     names = {rel(p) for p in CONFIGS}
     expected = {
         'r50_bit152x2_imagenet.py',
+        'r50_bit152x2_imagenet_shampoo.py',
         'r50_160_bit152x2_224_imagenet.py',
         'r50_bit152x2_384_imagenet.py',
         'r50_bit152x2_ens224_384_imagenet.py',
@@ -267,6 +268,31 @@ def test_config_trains_one_step(path, tmp_path):
                  for p in g['params'] if id(p) in names}
     assert optimised == {n for n in names.values() if n.startswith('student.')}
     assert not any(p.requires_grad for p in model.teachers.parameters())
+
+
+@pytest.mark.slow
+def test_shampoo_config_is_the_papers_and_decays_to_the_last_step(tmp_path):
+    path = osp.join(CONFIG_DIR, 'r50_bit152x2_imagenet_shampoo.py')
+    cfg = load(path)
+    # Only the optimizer and its schedule differ from the main recipe; the
+    # optimizer keeps its paper defaults (none of AdamW's values leak in).
+    assert cfg.optim_wrapper.optimizer == dict(type='Shampoo', lr=0.03)
+    assert cfg.optim_wrapper.clip_grad == dict(max_norm=1.0)
+    warm, poly = cfg.param_scheduler
+    assert (warm.type, warm.end, poly.type, poly.begin, poly.power) == (
+        'LinearLR', 1800, 'PolyLR', 1800, 2.0)
+    assert 'end' not in poly
+    # In a real run the decay, given no end, reaches 0 at the run's last
+    # step: here a 1-step warm-up, then the decay over the rest of 3 epochs.
+    cfg = tiny_config(path, str(tmp_path))
+    cfg.train_cfg.max_epochs = 3
+    cfg.param_scheduler = [dict(warm, end=1), dict(poly, begin=1)]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 3  # one step per epoch
+    assert type(runner.optim_wrapper.optimizer).__name__ == 'Shampoo'
+    assert runner.optim_wrapper.optimizer.defaults['weight_decay'] == 0.000375
+    assert runner.optim_wrapper.get_lr()['lr'][0] == pytest.approx(0.0)
 
 
 @pytest.mark.slow

@@ -148,7 +148,8 @@ def validate_config(cfg: Config) -> None:
     teachers = model.get('teachers', []) if is_distiller else []
 
     # Teachers: weight files exist, class counts agree with the student.
-    n_student = _head_classes(model.get('student', {})) if is_distiller else None
+    n_student = (_head_classes(model.get('student', {}))
+                 if is_distiller else None)
     for i, t in enumerate(teachers):
         ckpt = t.get('checkpoint')
         if ckpt and not osp.isfile(ckpt):
