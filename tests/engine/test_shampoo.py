@@ -223,6 +223,59 @@ def test_amp_optim_wrapper_on_cuda():
                for b, p in zip(before, model.parameters()))
 
 
+def test_loss_scaling_protocol_on_cpu():
+    """What AmpOptimWrapper does around the optimizer (scale the loss,
+    unscale the gradients, clip, let the scaler skip non-finite steps), with
+    torch's loss scaler on CPU, since the wrapper itself needs a GPU: the
+    scaled run takes the same steps as the plain one, and a step with an
+    infinite gradient leaves weights and preconditioner state untouched."""
+    torch.manual_seed(0)
+    plain, scaled = TinyNet(), TinyNet()
+    scaled.load_state_dict(plain.state_dict())
+    wrappers = [
+        build_optim_wrapper(m, dict(
+            type='OptimWrapper', optimizer=dict(type='Shampoo',
+                                                **shampoo_cfg()),
+            clip_grad=dict(max_norm=1.0))) for m in (plain, scaled)]
+    scaler = torch.amp.GradScaler('cpu', init_scale=2.**12)
+    batches = tiny_batches(5, seed=3)
+    for x, y in batches:
+        wrappers[0].update_params(F.mse_loss(plain(x), y))
+        opt = wrappers[1].optimizer
+        opt.zero_grad()
+        scaler.scale(F.mse_loss(scaled(x), y)).backward()
+        scaler.unscale_(opt)
+        wrappers[1]._clip_grad()
+        scaler.step(opt)
+        scaler.update()
+    for a, b in zip(plain.parameters(), scaled.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+    weights = [p.detach().clone() for p in scaled.parameters()]
+    state = copy.deepcopy(wrappers[1].optimizer.state_dict())
+    opt = wrappers[1].optimizer
+    opt.zero_grad()
+    x, y = batches[0]
+    scaler.scale(F.mse_loss(scaled(x), y) * float('inf')).backward()
+    scaler.unscale_(opt)
+    scaler.step(opt)  # skipped: the gradients are not finite
+    scaler.update()
+    assert scaler.get_scale() == 2.**11
+    assert all(torch.equal(w, p) for w, p in zip(weights,
+                                                 scaled.parameters()))
+    after = opt.state_dict()['state']
+    compared = 0
+    for key, value in state['state'].items():
+        for name, old in value.items():  # tensors, or lists of them
+            olds = old if isinstance(old, list) else [old]
+            news = after[key][name]
+            news = news if isinstance(news, list) else [news]
+            for a, b in zip(olds, news, strict=True):
+                assert torch.equal(a, b), name
+                compared += 1
+    assert compared > len(state['state']) * 5  # statistics, roots included
+
+
 # ---------------------------------------------------------------- training
 def test_loss_decreases_on_regression():
     gen = torch.Generator().manual_seed(0)
