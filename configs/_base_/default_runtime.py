@@ -22,8 +22,6 @@ default_hooks = dict(
     # Multi-process runs: check the ranks end with identical weights.
     rank_check=dict(type='RankConsistencyHook'),
 )
-custom_hooks = [dict(type='FunMatchStateHook')]
-
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -535,9 +535,6 @@ def _assert_same_run(ref: str, resumed: str) -> None:
     for i in sa:
         for name, v in sa[i].items():
             assert torch.equal(v, sb[i][name]), (i, name)
-    if 'funmatch_batch_augment' in a:  # the mixup generator
-        assert torch.equal(a['funmatch_batch_augment']['generator'],
-                           b['funmatch_batch_augment']['generator'])
 
 
 @pytest.mark.slow
@@ -578,7 +575,10 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_exact(tmp_path, digits_root):
     for name in os.listdir(work):
         if is_complete_checkpoint(osp.join(work, name)):
             keys = load_runner_checkpoint(osp.join(work, name))['state_dict']
-            assert keys and all(k.startswith('student.') for k in keys)
+            # The student, and the mixup generator beside it.
+            assert 'data_preprocessor._extra_state' in keys
+            assert all(k.startswith('student.') for k in keys
+                       if k != 'data_preprocessor._extra_state')
 
 
 @pytest.mark.slow

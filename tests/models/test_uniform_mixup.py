@@ -54,11 +54,34 @@ def test_per_sample_weights():
 def test_generator_state_round_trip():
     a = UniformMixup(seed=4)
     a.sample_lam(1)
-    state = a.state_dict()
+    state = a.get_rng_state()
     expected = [a.sample_lam(1).item() for _ in range(3)]
     b = UniformMixup(seed=99)
-    b.load_state_dict(state)
+    b.set_rng_state(state)
     assert [b.sample_lam(1).item() for _ in range(3)] == expected
+
+
+def test_generator_is_part_of_the_preprocessor_state_dict():
+    """Checkpoints carry the mixup generator with the weights (mmengine's
+    own save and load path), so a resumed run needs no hook for it."""
+    from mmengine.runner.checkpoint import load_state_dict, weights_to_cpu
+
+    from mmfunmatch.models.data_preprocessors import FunMatchDataPreprocessor
+    a = FunMatchDataPreprocessor(batch_augments=dict(type='UniformMixup',
+                                                     seed=1))
+    a.batch_augment.sample_lam(1)
+    state = weights_to_cpu(a.state_dict())  # what mmengine saves
+    assert state['_extra_state'].dtype == torch.uint8
+    expected = [a.batch_augment.sample_lam(1).item() for _ in range(3)]
+    b = FunMatchDataPreprocessor(batch_augments=dict(type='UniformMixup',
+                                                     seed=2))
+    load_state_dict(b, state, strict=True)
+    assert [b.batch_augment.sample_lam(1).item() for _ in range(3)] == expected
+    # Without a stateful augment: an empty entry, and loading it is a no-op.
+    plain = FunMatchDataPreprocessor()
+    assert plain.state_dict()['_extra_state'].numel() == 0
+    load_state_dict(b, plain.state_dict(), strict=True)
+    assert b.batch_augment.sample_lam(1).item() != expected[0]
 
 
 def test_batch_of_one_is_a_clear_error():

@@ -3,10 +3,9 @@ from .checkpoint_hook import (SafeCheckpointHook, find_resumable_checkpoint,
 from .consistency_hook import RankConsistencyHook, state_digest
 from .nonfinite_hook import NonFiniteError, NonFiniteGuardHook
 from .resume_hook import ExactResumeHook
-from .state_hook import FunMatchStateHook
 
 __all__ = [
-    'FunMatchStateHook', 'SafeCheckpointHook', 'ExactResumeHook',
+    'SafeCheckpointHook', 'ExactResumeHook',
     'NonFiniteGuardHook', 'NonFiniteError', 'find_resumable_checkpoint',
     'is_complete_checkpoint', 'RankConsistencyHook', 'state_digest'
 ]

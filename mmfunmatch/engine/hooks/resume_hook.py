@@ -23,9 +23,9 @@ of its position, so nothing but the position has to be saved:
   ``InfiniteSampler`` it starts at the checkpoint's position in the index
   stream, and mmengine's replay of past iterations loads no data.
 
-Batch augments with their own generator (``UniformMixup``) are saved in the
-checkpoint by :class:`FunMatchStateHook`; model, optimizer, schedulers and
-iteration counters by mmengine.
+The mixup generator (``UniformMixup`` in ``FunMatchDataPreprocessor``) is
+part of the model's state dict; model, optimizer, schedulers and iteration
+counters are saved by mmengine.
 """
 import itertools
 import random

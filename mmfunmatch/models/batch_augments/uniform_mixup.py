@@ -26,8 +26,9 @@ class UniformMixup:
         per_sample (bool): One weight per sample instead of per batch.
             Defaults to False.
         seed (int, optional): Seed of the augment's own random generator.
-            Its state is saved and restored with checkpoints by
-            ``FunMatchStateHook``. Defaults to None (seeded from torch's RNG).
+            Inside ``FunMatchDataPreprocessor`` its state is part of the
+            model's state dict, so checkpoints carry it. Defaults to None
+            (seeded from torch's RNG).
     """
 
     def __init__(self,
@@ -90,10 +91,10 @@ class UniformMixup:
         out = mixed[0] if isinstance(batch_inputs, torch.Tensor) else mixed
         return out, score
 
-    def state_dict(self) -> dict:
-        """The generator state, for exact resume."""
-        return dict(generator=self.generator.get_state())
+    def get_rng_state(self) -> torch.Tensor:
+        """The generator state (a uint8 tensor), for exact resume."""
+        return self.generator.get_state()
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore the generator state written by :meth:`state_dict`."""
-        self.generator.set_state(state['generator'])
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        """Restore a state returned by :meth:`get_rng_state`."""
+        self.generator.set_state(state)

@@ -72,6 +72,20 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
             BATCH_AUGMENTS.build(batch_augments)
             if isinstance(batch_augments, dict) else batch_augments)
 
+    # The batch augment's random generator travels in the model's state dict
+    # (``data_preprocessor._extra_state``), so every checkpoint carries it and
+    # a resumed run draws the same mixup weights, with no hook to configure.
+    # A tensor (empty without a stateful augment), because mmengine moves
+    # every state-dict value to the CPU when it saves.
+    def get_extra_state(self) -> torch.Tensor:
+        if hasattr(self.batch_augment, 'get_rng_state'):
+            return self.batch_augment.get_rng_state()
+        return torch.empty(0, dtype=torch.uint8)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        if state.numel() and hasattr(self.batch_augment, 'set_rng_state'):
+            self.batch_augment.set_rng_state(state.cpu())
+
     def _normalise(self, x: torch.Tensor, mean: torch.Tensor,
                    std: torch.Tensor) -> torch.Tensor:
         if self.to_rgb and x.size(1) == 3:
