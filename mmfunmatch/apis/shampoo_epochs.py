@@ -16,7 +16,7 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
-from mmfunmatch.apis.ablation import REPO, Study, read_records
+from mmfunmatch.apis.ablation import REPO, Study, aggregate, read_records
 
 DEMO_CONFIGS = osp.join(REPO, 'configs', 'funmatch', 'demo')
 OPTIMIZERS = (
@@ -27,12 +27,10 @@ OPTIMIZERS = (
 
 def final_top1(rows: List[dict]) -> Dict[str, Dict[int, float]]:
     """Mean final val top-1 over seeds, per optimizer and schedule length."""
-    values: Dict[str, Dict[int, List[float]]] = {}
-    for r in rows:
-        values.setdefault(r['setting'], {}).setdefault(
-            int(r['epochs']), []).append(float(r['val_top1']))
-    return {name: {e: statistics.fmean(v) for e, v in by_len.items()}
-            for name, by_len in values.items()}
+    top1: Dict[str, Dict[int, float]] = {}
+    for (name, epochs), (mean, _, _) in aggregate(rows, 'val_top1').items():
+        top1.setdefault(name, {})[int(epochs)] = mean
+    return top1
 
 
 def epochs_to_match(top1: Dict[str, Dict[int, float]],

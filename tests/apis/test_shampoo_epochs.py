@@ -48,6 +48,14 @@ def test_epochs_to_match_says_when_never_reached():
         epochs_to_match({'AdamW': {10: 95.0}})
 
 
+def test_study_needs_one_name_per_config(tmp_path):
+    from mmfunmatch.apis.ablation import Study
+    with pytest.raises(ValueError, match='1 names for 2 configs'):
+        Study(str(tmp_path), str(tmp_path), [c for _, c in OPTIMIZERS],
+              names=['AdamW'])
+    assert not os.listdir(tmp_path)  # refused before writing anything
+
+
 def test_shampoo_config_differs_in_the_optimizer_only():
     adamw, shampoo = (Config.fromfile(c) for _, c in OPTIMIZERS)
     assert shampoo.optim_wrapper.optimizer.type == 'Shampoo'
