@@ -38,6 +38,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmfunmatch.models.fast_path import fast_path_fidelity
+
 # Dense bf16 tensor-core peaks (FLOP/s) of common training GPUs, matched
 # against torch.cuda.get_device_name(); pass `peak_flops` for others.
 PEAK_BF16_FLOPS = {
@@ -351,22 +353,6 @@ class HandWrittenStep:
 
 
 # -- teacher fast path --------------------------------------------------------
-def fast_path_fidelity(ref_logits: torch.Tensor,
-                       fast_logits: torch.Tensor) -> Dict[str, float]:
-    """How far the fast path moves a teacher's outputs.
-
-    Returns:
-        dict: ``top1_agreement`` (fraction of equal argmax),
-        ``max_abs_dp`` (largest change of a softmax probability) and
-        ``max_abs_dlogit``.
-    """
-    ref, fast = ref_logits.float(), fast_logits.float()
-    return dict(
-        top1_agreement=(ref.argmax(1) == fast.argmax(1)).float().mean().item(),
-        max_abs_dp=(F.softmax(ref, 1) - F.softmax(fast, 1)).abs().max().item(),
-        max_abs_dlogit=(ref - fast).abs().max().item())
-
-
 def teacher_forward_fns(teacher: nn.Module, dtype: torch.dtype = torch.bfloat16
                         ) -> Dict[str, Callable]:
     """The teacher's plain fp32 forward and its fast path, as functions.
