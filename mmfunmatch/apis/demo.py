@@ -1,54 +1,266 @@
 """The digits demo: teacher from labels, a FunMatch student and a label-only
 student of the same architecture and budget, through tools/train.py.
 
-Run it with ``python tools/demo.py`` (or ``make demo``).
+Run it with ``python tools/demo.py`` (or ``make demo``): one seed, the
+table, the curves. ``python tools/demo.py --seeds 0 1 2`` runs the three
+trainings for each seed (teacher included) and writes mean +- std; its
+table is what the one-seed demo compares itself with.
 """
-import glob
-import json
+import csv
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence, TextIO
 
+import numpy as np
+
+from mmfunmatch.apis.ablation import is_complete, read_records
 from mmfunmatch.datasets.digits import write_digits
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIGS = osp.join(REPO, 'configs', 'funmatch', 'demo')
+# The committed 3-seed reference (``--seeds 0 1 2``) the one-seed demo is
+# compared with.
+REFERENCE_CSV_NAME = 'docs/demo_seeds.csv'
+REFERENCE_CSV = osp.join(REPO, REFERENCE_CSV_NAME)
 RUNS = (
     ('teacher', 'digits_teacher.py'),
     ('funmatch', 'digits_funmatch_student.py'),
     ('label', 'digits_label_student.py'),
 )
+LABELS = dict(
+    teacher='teacher (ResNet-18 w16, all 1,297 labelled train images)',
+    label='label-only student (ResNet-18 w8, 200 labelled images)',
+    funmatch='FunMatch student (ResNet-18 w8, the same 200 images, no labels)')
+CSV_FIELDS = ('seed', 'run', 'val_top1', 'agreement', 'epochs', 'wall_s')
+
+_VAL = re.compile(r'Epoch\(val\) \[(\d+)\]')
+_TOP1 = re.compile(r'accuracy/top1: ([\d.]+)')
+_AGREE = re.compile(r'teacher/agreement: ([\d.]+)')
+_ETA = re.compile(r'eta: (\S+)')
 
 
 def val_history(work_dir: str) -> List[Dict]:
-    """Validation records of the newest run in ``work_dir`` (one per
-    evaluation, with 'step' = epoch), read from mmengine's scalars.json."""
-    runs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                     'scalars.json')))
-    if not runs:
-        raise FileNotFoundError(f'no scalars.json under {work_dir}')
-    with open(runs[-1]) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    return [r for r in records if 'accuracy/top1' in r]
+    """Validation records of a run (one per evaluation, 'step' = epoch)."""
+    _, val = read_records(work_dir)
+    if not val:
+        raise FileNotFoundError(f'no validation records under {work_dir}')
+    return val
 
 
-def train(name: str, config: str, work_dir: str, options: List[str]) -> float:
+def progress_line(line: str, name: str, max_epochs: int,
+                  state: dict) -> Optional[str]:
+    """A one-line progress report for an mmengine log line, or None.
+
+    Training lines only update ``state['eta']``; each validation line gives
+    ``[demo] NAME epoch E/MAX: val top-1 A, agreement G (eta ...)``.
+    """
+    eta = _ETA.search(line)
+    if eta and 'Epoch(train)' in line:
+        state['eta'] = eta.group(1)
+    val = _VAL.search(line)
+    top1 = _TOP1.search(line)
+    if not (val and top1):
+        return None
+    agree = _AGREE.search(line)
+    text = (f'[demo] {name:<8} epoch {int(val.group(1)):>3}/{max_epochs}: '
+            f'val top-1 {float(top1.group(1)):.1f}')
+    if agree:
+        text += f', agreement {float(agree.group(1)):.1f}'
+    if state.get('eta') and int(val.group(1)) < max_epochs:
+        text += f' (run eta {state["eta"]})'
+    return text
+
+
+def follow(lines: Iterable[str], log: TextIO, name: str, max_epochs: int,
+           out: TextIO = sys.stdout) -> None:
+    """Copy a training's output into its log file, printing progress."""
+    state: dict = {}
+    for line in lines:
+        log.write(line)
+        report = progress_line(line, name, max_epochs, state)
+        if report:
+            print(report, file=out, flush=True)
+
+
+def train(name: str, config: str, work_dir: str, options: List[str],
+          max_epochs: int) -> float:
     """Run tools/train.py as a user would; return the wall time in s."""
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
            '--work-dir', work_dir]
     if options:
         cmd += ['--cfg-options'] + options
-    print(f'[demo] {name}: {" ".join(cmd)}', flush=True)
+    log_path = osp.join(osp.dirname(work_dir), f'{name}.log')
+    print(f'[demo] {name}: {" ".join(cmd)}\n[demo] {name}: full log in '
+          f'{log_path}', flush=True)
     start = time.time()
-    with open(osp.join(osp.dirname(work_dir), f'{name}.log'), 'w') as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=log,
-                              stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(f'{name} training failed; see {log.name}')
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        follow(proc.stdout, log, name, max_epochs)
+        returncode = proc.wait()
+    if returncode != 0:
+        raise RuntimeError(f'{name} training failed; see {log_path}')
     return time.time() - start
+
+
+def _config_epochs(config: str) -> int:
+    from mmengine.config import Config
+    return int(Config.fromfile(config).train_cfg.max_epochs)
+
+
+def _finished(work_dir: str, epochs: int) -> bool:
+    """A complete final checkpoint and a validation at the last epoch."""
+    if not is_complete(osp.join(work_dir, f'epoch_{epochs}.pth')):
+        return False
+    _, val = read_records(work_dir)
+    return any(r['step'] == epochs for r in val)
+
+
+def run_seed(work_root: str, data_root: str, seed: int = 0,
+             epochs: Optional[int] = None,
+             teacher_epochs: Optional[int] = None,
+             reuse: bool = False) -> Dict[str, dict]:
+    """The three trainings of one seed; returns, per run, its final val
+    record, its history and its wall time.
+
+    ``epochs`` / ``teacher_epochs`` shorten the schedules (tests); ``reuse``
+    keeps a run that already finished in ``work_root`` (multi-seed studies).
+    """
+    os.makedirs(work_root, exist_ok=True)
+    results: Dict[str, dict] = {}
+    teacher_ckpt = None
+    for name, cfg_name in RUNS:
+        config = osp.join(DEMO_CONFIGS, cfg_name)
+        work_dir = osp.join(work_root, name)
+        opts = [f'train_dataloader.dataset.data_root={data_root}',
+                f'val_dataloader.dataset.data_root={data_root}',
+                f'test_dataloader.dataset.data_root={data_root}',
+                f'randomness.seed={seed}']
+        n = teacher_epochs if name == 'teacher' else epochs
+        if n is not None:
+            warmup = max(1, n // 10)
+            opts += [f'train_cfg.max_epochs={n}', f'train_cfg.val_interval={n}',
+                     f'default_hooks.checkpoint.interval={n}',
+                     f'param_scheduler.0.end={warmup}',
+                     f'param_scheduler.1.begin={warmup}',
+                     f'param_scheduler.1.end={n}']
+        else:
+            n = _config_epochs(config)
+        if teacher_ckpt is not None:
+            opts.append(f'model.teachers.0.checkpoint={teacher_ckpt}')
+        if reuse and _finished(work_dir, n):
+            print(f'[demo] {name}: seed {seed} already trained in {work_dir}',
+                  flush=True)
+            wall = float('nan')
+        else:
+            wall = train(name, config, work_dir, opts, n)
+        history = val_history(work_dir)
+        results[name] = dict(final=history[-1], history=history, wall=wall,
+                             epochs=n)
+        if name == 'teacher':
+            teacher_ckpt = osp.join(work_dir, f'epoch_{n}.pth')
+    return results
+
+
+def rows_of(seed: int, results: Dict[str, dict]) -> List[dict]:
+    """One CSV row per run of a seed."""
+    return [dict(seed=seed, run=name,
+                 val_top1=float(r['final']['accuracy/top1']),
+                 agreement=float(r['final'].get('teacher/agreement',
+                                                float('nan'))),
+                 epochs=r['epochs'], wall_s=round(r['wall'], 1))
+            for name, r in results.items()]
+
+
+def summary(rows: Sequence[dict]) -> Dict[str, Dict[str, List[float]]]:
+    """Per run (and for the margin FunMatch minus label-only, per seed):
+    the values of val top-1 and agreement over seeds."""
+    out: Dict[str, Dict[str, List[float]]] = {}
+    by_seed: Dict[int, Dict[str, float]] = {}
+    for r in rows:
+        d = out.setdefault(r['run'], dict(val_top1=[], agreement=[]))
+        d['val_top1'].append(float(r['val_top1']))
+        d['agreement'].append(float(r['agreement']))
+        by_seed.setdefault(int(r['seed']), {})[r['run']] = float(
+            r['val_top1'])
+    margins = [s['funmatch'] - s['label'] for s in by_seed.values()
+               if 'funmatch' in s and 'label' in s]
+    if margins:
+        out['margin'] = dict(val_top1=margins, agreement=[])
+    return out
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean +- std`` (sample std over seeds) with one decimal; the std of
+    one value is not defined and is left out."""
+    values = [v for v in values if not np.isnan(v)]
+    if not values:
+        return '-'
+    if len(values) == 1:
+        return f'{values[0]:.1f}'
+    return f'{np.mean(values):.1f} +- {np.std(values, ddof=1):.1f}'
+
+
+def seeds_table(rows: Sequence[dict]) -> str:
+    """Markdown: mean +- std over seeds, with the per-seed values."""
+    stats = summary(rows)
+    seeds = sorted({int(r['seed']) for r in rows})
+    lines = [f'| model | val top-1 (%), {len(seeds)} seeds | per seed '
+             f'({", ".join(map(str, seeds))}) | top-1 agreement with '
+             f'teacher (%) |', '| --- | --- | --- | --- |']
+    for name in ('teacher', 'label', 'funmatch', 'margin'):
+        if name not in stats:
+            continue
+        s = stats[name]
+        label = LABELS.get(name, 'FunMatch minus label-only (points)')
+        per_seed = ', '.join(f'{v:.1f}' for v in s['val_top1'])
+        lines.append(f'| {label} | {mean_std(s["val_top1"])} | {per_seed} | '
+                     f'{mean_std(s["agreement"])} |')
+    return '\n'.join(lines)
+
+
+def write_csv(rows: Sequence[dict], path: str) -> None:
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in CSV_FIELDS})
+
+
+def read_csv(path: str) -> List[dict]:
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def compare_with_reference(rows: Sequence[dict],
+                           reference: Sequence[dict]) -> str:
+    """Sentences placing one seed's numbers in the reference's spread."""
+    ref, mine = summary(reference), summary(rows)
+    n = len({r['seed'] for r in reference})
+    lines = [f'Compared with the {n}-seed reference ({REFERENCE_CSV_NAME}, '
+             f'mean +- std, range):']
+    for name in ('label', 'funmatch', 'margin'):
+        if name not in ref or name not in mine:
+            continue
+        values = ref[name]['val_top1']
+        got = mine[name]['val_top1'][0]
+        lo, hi = min(values), max(values)
+        where = ('inside' if lo <= got <= hi else
+                 'below' if got < lo else 'above')
+        what = ('FunMatch minus label-only' if name == 'margin' else
+                f'{name} student val top-1')
+        lines.append(f'- {what}: {got:.1f} here; reference '
+                     f'{mean_std(values)} (range {lo:.1f} to {hi:.1f}): '
+                     f'{where} its range.')
+    lines.append('One seed on 500 val images moves by about a point between '
+                 'seeds, and float kernels differ between CPUs, so the same '
+                 'seed can end a little differently on another machine.')
+    return '\n'.join(lines)
+
 
 
 def plot(histories: Dict[str, List[Dict]], path: str) -> None:
@@ -81,59 +293,58 @@ def plot(histories: Dict[str, List[Dict]], path: str) -> None:
 def run_demo(work_root: str = 'work_dirs/demo',
              data_root: str = 'data/digits',
              epochs: Optional[int] = None,
-             teacher_epochs: Optional[int] = None) -> str:
-    """Run the three trainings and return the markdown result table.
-
-    ``epochs`` / ``teacher_epochs`` shorten the schedules (tests)."""
-    work_root = osp.abspath(work_root)
-    data_root = osp.abspath(data_root)
-    os.makedirs(work_root, exist_ok=True)
+             teacher_epochs: Optional[int] = None,
+             seed: int = 0,
+             reference_csv: Optional[str] = REFERENCE_CSV) -> str:
+    """Run the three trainings of one seed and return the markdown result
+    table, compared with the committed multi-seed reference when it is
+    there and the schedules are the configs' own."""
+    work_root, data_root = osp.abspath(work_root), osp.abspath(data_root)
     counts = write_digits(data_root)
     print(f'[demo] digits in {data_root}: {counts}', flush=True)
-    teacher_ckpt = None
-    walls, histories = {}, {}
-    for name, cfg_name in RUNS:
-        work_dir = osp.join(work_root, name)
-        opts = [f'train_dataloader.dataset.data_root={data_root}',
-                f'val_dataloader.dataset.data_root={data_root}',
-                f'test_dataloader.dataset.data_root={data_root}']
-        n = teacher_epochs if name == 'teacher' else epochs
-        if n is not None:
-            warmup = max(1, n // 10)
-            opts += [f'train_cfg.max_epochs={n}', f'train_cfg.val_interval={n}',
-                     f'default_hooks.checkpoint.interval={n}',
-                     f'param_scheduler.0.end={warmup}',
-                     f'param_scheduler.1.begin={warmup}',
-                     f'param_scheduler.1.end={n}']
-        if teacher_ckpt is not None:
-            opts.append(f'model.teachers.0.checkpoint={teacher_ckpt}')
-        walls[name] = train(name, osp.join(DEMO_CONFIGS, cfg_name), work_dir,
-                            opts)
-        histories[name] = val_history(work_dir)
-        if name == 'teacher':
-            with open(osp.join(work_dir, 'last_checkpoint')) as f:
-                teacher_ckpt = f.read().strip()
-    plot(histories, osp.join(work_root, 'demo_curves.png'))
+    results = run_seed(work_root, data_root, seed, epochs, teacher_epochs)
+    plot({k: r['history'] for k, r in results.items()},
+         osp.join(work_root, 'demo_curves.png'))
+    rows = rows_of(seed, results)
+    write_csv(rows, osp.join(work_root, 'results.csv'))
 
-    fm, lb = histories['funmatch'][-1], histories['label'][-1]
-    rows = [
-        ('teacher (ResNet-18 w16, all 1,297 labelled train images)',
-         histories['teacher'][-1]['accuracy/top1'], None, walls['teacher']),
-        ('label-only student (ResNet-18 w8, 200 labelled images)',
-         lb['accuracy/top1'], lb['teacher/agreement'], walls['label']),
-        ('FunMatch student (ResNet-18 w8, the same 200 images, no labels)',
-         fm['accuracy/top1'], fm['teacher/agreement'], walls['funmatch']),
-    ]
-    lines = ['| model | val top-1 (%) | top-1 agreement with teacher (%) '
+    lines = [f'Seed {seed}, one run each:', '',
+             '| model | val top-1 (%) | top-1 agreement with teacher (%) '
              '| wall time (s) |', '| --- | --- | --- | --- |']
-    for label, acc, agree, wall in rows:
-        agree = '-' if agree is None else f'{agree:.1f}'
-        lines.append(f'| {label} | {acc:.1f} | {agree} | {wall:.0f} |')
-    table = '\n'.join(lines)
-    verdict = ('The FunMatch student beats the label-only student.'
-               if fm['accuracy/top1'] > lb['accuracy/top1'] else
-               'The FunMatch student did NOT beat the label-only student '
-               'at this budget.')
+    for name in ('teacher', 'label', 'funmatch'):
+        r = results[name]
+        agree = ('-' if name == 'teacher' else
+                 f'{r["final"]["teacher/agreement"]:.1f}')
+        lines.append(f'| {LABELS[name]} | {r["final"]["accuracy/top1"]:.1f} '
+                     f'| {agree} | {r["wall"]:.0f} |')
+    fm = results['funmatch']['final']['accuracy/top1']
+    lb = results['label']['final']['accuracy/top1']
+    lines += ['', f'FunMatch minus label-only: {fm - lb:+.1f} points.']
+    if (reference_csv and osp.isfile(reference_csv) and epochs is None
+            and teacher_epochs is None):
+        lines += ['', compare_with_reference(rows, read_csv(reference_csv))]
+    text = '\n'.join(lines)
     with open(osp.join(work_root, 'results.md'), 'w') as f:
-        f.write(table + '\n\n' + verdict + '\n')
-    return table + '\n\n' + verdict
+        f.write(text + '\n')
+    return text
+
+
+def run_seeds(seeds: Sequence[int], work_root: str = 'work_dirs/demo_seeds',
+              data_root: str = 'data/digits',
+              epochs: Optional[int] = None,
+              teacher_epochs: Optional[int] = None) -> str:
+    """The demo for several seeds (``WORK/seed<S>/``, finished runs kept);
+    writes ``runs.csv`` and ``summary.md`` and returns the table."""
+    work_root, data_root = osp.abspath(work_root), osp.abspath(data_root)
+    write_digits(data_root)
+    rows: List[dict] = []
+    for seed in seeds:
+        print(f'[demo] seed {seed}', flush=True)
+        results = run_seed(osp.join(work_root, f'seed{seed}'), data_root,
+                           seed, epochs, teacher_epochs, reuse=True)
+        rows += rows_of(seed, results)
+        write_csv(rows, osp.join(work_root, 'runs.csv'))
+    table = seeds_table(rows)
+    with open(osp.join(work_root, 'summary.md'), 'w') as f:
+        f.write(table + '\n')
+    return table
