@@ -1,6 +1,8 @@
 """Install mmfunmatch with the OpenMMLab stack pinned to versions that work together.
 
-See docs/stack.md (and mmfunmatch/compat.py) for why each pin is what it is.
+See the README's "Supported stack and known limits" and mmfunmatch/compat.py
+for why each pin
+is what it is.
 """
 from setuptools import find_packages, setup
 

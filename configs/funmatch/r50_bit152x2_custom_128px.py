@@ -1,5 +1,5 @@
 # Function matching on a small data set of your own at 128 px (the paper's
-# small-data recipe, FUNMATCH.md; big_vision bigsweep_flowers_pet.py and
+# small-data recipe, docs/method.md; big_vision bigsweep_flowers_pet.py and
 # bigsweep_food_sun.py): a BiT-M-R152x2 teacher fine-tuned on your classes at
 # 128 px -> BiT-R50x1 from scratch, consistent inception crops + flips,
 # shared uniform mixup, batch 512, Adam with clipping 1.0, warm-up 1500 steps

@@ -1,5 +1,5 @@
 # Function matching on ImageNet-1k: the paper's main run (Beyer et al. 2022,
-# FUNMATCH.md; big_vision configs/proj/distill/bit_i1k.py).
+# docs/method.md; big_vision configs/proj/distill/bit_i1k.py).
 # Teacher BiT-M-R152x2 at 224 px (83.0 top-1) -> student BiT-R50x1 at 224 px
 # from scratch; consistent inception crops + flips, shared uniform mixup,
 # KL at T = 1, no label loss.

@@ -34,7 +34,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ABLATION_CONFIGS = osp.join(REPO, 'configs', 'funmatch', 'ablation')
 TEACHER_CONFIG = osp.join(REPO, 'configs', 'funmatch', 'demo',
                           'digits_teacher.py')
-# The paper's figure 3, in its order (FUNMATCH.md).
+# The paper's figure 3, in its order (docs/method.md).
 SETTINGS = ('fix/rs', 'fix/cc', 'fix/ic_ens', 'ind/rc', 'ind/ic', 'same/rc',
             'same/ic', 'funmatch')
 CSV_FIELDS = ('setting', 'seed', 'epochs', 'val_top1', 'agreement',

@@ -143,7 +143,8 @@ def run_seed(work_root: str, data_root: str, seed: int = 0,
         n = teacher_epochs if name == 'teacher' else epochs
         if n is not None:
             warmup = max(1, n // 10)
-            opts += [f'train_cfg.max_epochs={n}', f'train_cfg.val_interval={n}',
+            opts += [f'train_cfg.max_epochs={n}',
+                     f'train_cfg.val_interval={n}',
                      f'default_hooks.checkpoint.interval={n}',
                      f'param_scheduler.0.end={warmup}',
                      f'param_scheduler.1.begin={warmup}',

@@ -35,7 +35,7 @@ DEFAULT_LAMS = (1.0, 0.9, 0.75, 0.5)
 # Decision rule of label_smoothing_fingerprint (derivation there).
 LS_MIN_UNIFORMITY = 0.90
 LS_MAX_CORR = 0.0
-# Temperatures the paper's small-data runs chose from (FUNMATCH.md).
+# Temperatures the paper's small-data runs chose from (docs/method.md).
 PAPER_TAUS = (1.0, 2.0, 5.0, 10.0)
 # Fit the temperature within these bounds (a fit at a bound is reported).
 T_BOUNDS = (0.01, 100.0)

@@ -9,8 +9,9 @@ first order the errors of successive layers add up (normalisation layers keep
 the scale from compounding), so the logits move by at most
 ``L * 2 * u`` times their scale, for ``L`` conv/linear layers. Measured
 errors are far smaller (0.8 % of the logit scale for the demo teacher on a
-2-core x86 CPU, against 17 % allowed); a broken path (a memory format read the wrong
-way, a dropped normalisation, fp16 overflow) moves them by 100 % or more.
+2-core x86 CPU, against 17 % allowed); a broken path (a memory format read
+the wrong way, a dropped normalisation, fp16 overflow) moves them by 100 %
+or more.
 """
 from typing import Dict, List
 

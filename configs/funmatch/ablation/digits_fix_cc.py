@@ -1,4 +1,4 @@
-# Paper ablation (figure 3, FUNMATCH.md) on the digits demo, 'fix/cc': the
+# Paper ablation (figure 3, docs/method.md) on the digits demo, 'fix/cc': the
 # teacher sees a fixed central crop, the student a random crop: a fixed target
 # for a changing view. No mixup (only the 'funmatch' row mixes). Everything
 # else is the demo's function-matching student

@@ -1,4 +1,4 @@
-# Paper ablation (figure 3, FUNMATCH.md) on the digits demo, 'fix/ic_ens':
+# Paper ablation (figure 3, docs/method.md) on the digits demo, 'fix/ic_ens':
 # the teacher's target for an image is its mean prediction over 1024
 # inception crops, computed once before training, while the student trains on
 # random crops; no mixup. A fixed "ensemble" target for a changing view:

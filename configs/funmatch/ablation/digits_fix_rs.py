@@ -1,4 +1,4 @@
-# Paper ablation (figure 3, FUNMATCH.md) on the digits demo, 'fix/rs': teacher
+# Ablation (docs/method.md, fig. 3) on the digits demo, 'fix/rs': teacher
 # and student both see the whole image resized to the input size (no crop, no
 # flip), so the teacher's target for an image never changes. No mixup (only the
 # 'funmatch' row mixes). Everything else is the demo's function-matching

@@ -1,4 +1,4 @@
-# Paper ablation (figure 3, FUNMATCH.md) on the digits demo, 'funmatch':
+# Paper ablation (figure 3, docs/method.md) on the digits demo, 'funmatch':
 # same/ic plus one uniform mixup shared by teacher and student: function
 # matching, identical to the demo config, restated so the ablation table is
 # complete. The demo is configs/funmatch/demo/digits_funmatch_student.py.

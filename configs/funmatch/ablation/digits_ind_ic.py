@@ -1,4 +1,4 @@
-# Paper ablation (figure 3, FUNMATCH.md) on the digits demo, 'ind/ic': teacher
+# Ablation (docs/method.md, fig. 3) on the digits demo, 'ind/ic': teacher
 # and student draw independent inception crops of the same image. No mixup
 # (only the 'funmatch' row mixes). Everything else is the demo's function-
 # matching student (configs/funmatch/demo/digits_funmatch_student.py).

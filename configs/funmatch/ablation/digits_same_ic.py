@@ -1,4 +1,4 @@
-# Paper ablation (figure 3, FUNMATCH.md) on the digits demo, 'same/ic': the
+# Paper ablation (figure 3, docs/method.md) on the digits demo, 'same/ic': the
 # teacher sees the student's inception crop (consistent teaching). No mixup
 # (only the 'funmatch' row mixes). Everything else is the demo's function-
 # matching student (configs/funmatch/demo/digits_funmatch_student.py).
