@@ -20,6 +20,9 @@ reads only the first layout, silently keeps a random head when the class
 count differs, ignores file entries the model lacks and fails on a missing
 key with a bare ``KeyError``. Teachers must load exactly or not at all, so
 this module maps every tensor itself and checks both directions.
+
+Also here: :class:`FunMatchTimmClassifier` and the ``TimmHead`` init, which
+let a timm student (BiT-R50x1) start from a zero head, as big_vision's does.
 """
 import os
 import re
@@ -28,6 +31,11 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+from mmengine.model.weight_init import (BaseInit, constant_init,
+                                        update_init_info)
+from mmengine.registry import WEIGHT_INITIALIZERS
+from mmpretrain.models.classifiers import TimmClassifier
+from mmpretrain.registry import MODELS
 
 LAYOUTS = ('big_vision', 'bit')
 
@@ -294,4 +302,81 @@ def save_bit_npz(model: nn.Module,
     return arrays
 
 
-__all__ = ['load_bit_npz', 'save_bit_npz', 'find_resnetv2']
+__all__ = ['load_bit_npz', 'save_bit_npz', 'find_resnetv2',
+           'TimmHeadInit', 'FunMatchTimmClassifier']
+
+
+# -- initialisation of timm students ------------------------------------------
+@WEIGHT_INITIALIZERS.register_module(name='TimmHead')
+class TimmHeadInit(BaseInit):
+    """Constant initialisation of a timm network's classifier layer.
+
+    mmengine's ``Constant`` init picks layers by type, which cannot single out
+    a timm head (BiT's is a 1x1 ``Conv2d`` like all its convolutions), and
+    ``override`` reaches only direct children, while ``TimmClassifier`` holds
+    the network as ``.model``. This init takes the layer timm names as its
+    classifier (``get_classifier()``). Use it with
+    :class:`FunMatchTimmClassifier`: a plain ``TimmClassifier`` re-runs timm's
+    own initialisation after ``init_cfg``.
+
+    Args:
+        val (float): Value of the weight. Defaults to 0.
+        bias (float): Value of the bias. Defaults to 0.
+    """
+
+    def __init__(self, val: float = 0., **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.val = val
+
+    def __call__(self, module: nn.Module) -> None:
+        net = getattr(module, 'model', module)
+        head = (net.get_classifier() if hasattr(net, 'get_classifier')
+                else None)
+        if not isinstance(getattr(head, 'weight', None), torch.Tensor):
+            raise TypeError(
+                f'TimmHead init needs a timm network with a classifier layer '
+                f'(get_classifier()), bare or in a TimmClassifier; got '
+                f'{type(module).__name__} whose classifier is '
+                f'{type(head).__name__}.')
+        constant_init(head, self.val, self.bias)
+        if hasattr(module, '_params_init_info'):
+            update_init_info(module, init_info=self._get_init_info())
+
+    def _get_init_info(self) -> str:
+        return f'TimmHead: val={self.val}, bias={self.bias}'
+
+
+@MODELS.register_module()
+class FunMatchTimmClassifier(TimmClassifier):
+    """mmpretrain's ``TimmClassifier`` whose ``init_cfg`` holds.
+
+    timm initialises a network once, in ``create_model``. mmengine's
+    ``BaseModule.init_weights`` (what the runner and ``FunMatchDistiller``
+    call) applies ``init_cfg`` first and then calls ``init_weights()`` on
+    every child not marked initialised, so with ``TimmClassifier`` timm
+    draws every layer again and overwrites ``init_cfg``. For BiT that call
+    gives the head N(0, 0.01) and, since it passes no arguments, zeroes the
+    last conv of every residual unit (timm's method defaults to
+    ``zero_init_last=True``; ``create_model`` builds ResNetV2 with False).
+    Here the network is marked initialised when it is created, so
+    ``init_weights`` applies ``init_cfg`` on top of timm's creation-time
+    weights and changes nothing else. (A ``pretrained=True`` network keeps
+    its weights for the same reason.)
+
+    Args:
+        *args: Positional arguments of ``timm.create_model``.
+        **kwargs: Keyword arguments of :class:`TimmClassifier` (``loss``,
+            ``train_cfg``, ``with_cp``, ``data_preprocessor``, ``init_cfg``)
+            and of ``timm.create_model`` (``model_name``, ``num_classes``,
+            ``pretrained``, ...).
+
+    Example:
+        >>> model = dict(type='FunMatchTimmClassifier',
+        ...              model_name='resnetv2_50x1_bit', num_classes=1000,
+        ...              init_cfg=dict(type='TimmHead', val=0., bias=0.))
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # BaseModule.init_weights skips children whose `is_init` is set.
+        self.model.is_init = True

@@ -112,6 +112,83 @@ def test_bit_teacher_entry_for_the_distiller():
                           teachers=[cfg.bit_r152x2_teacher]))
 
 
+# -- the BiT student starts from a zero head (issue 19, item 3) ---------------
+# A small pre-activation ResNetV2 as the teacher (0.7 M parameters).
+TINY_TEACHER = dict(type='TimmClassifier', model_name='resnetv2_18',
+                    pretrained=False, channels=(16, 32, 64, 128),
+                    stem_chs=16, num_classes=1000)
+
+
+def student_cfg(**changes) -> dict:
+    cfg = Config.fromfile(os.path.join(MODEL_DIR, 'bit_r50x1_student.py'))
+    return dict(cfg.model, **changes)
+
+
+def snapshot(module: nn.Module) -> dict:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def changed(module: nn.Module, before: dict) -> set:
+    return {k for k, v in module.state_dict().items()
+            if not torch.equal(v, before[k])}
+
+
+def test_bit_student_starts_from_a_zero_head():
+    model = MODELS.build(student_cfg())
+    before = snapshot(model)
+    model.init_weights()
+    fc = model.model.head.fc
+    assert fc.weight.shape == (1000, 2048, 1, 1)
+    assert not fc.weight.any() and not fc.bias.any()
+    # Only the head changes: every other layer keeps timm's creation-time
+    # weights, and no residual unit starts as the identity (big_vision's
+    # bit_paper.py zeroes the head only).
+    assert changed(model, before) <= {'head.fc.weight', 'head.fc.bias'}
+    assert all(b.conv3.weight.any()
+               for stage in model.model.stages for b in stage.blocks)
+    with torch.no_grad():  # uniform predictions at step 0
+        assert not model(torch.randn(2, 3, 32, 32)).any()
+
+
+def test_bit_student_starts_from_a_zero_head_in_the_distiller():
+    """FunMatchDistiller.init_weights (the runner's call) initialises the
+    student through its own init_weights and leaves the teacher alone."""
+    model = MODELS.build(dict(
+        type='FunMatchDistiller', student=student_cfg(),
+        teachers=[dict(model=TINY_TEACHER, checkpoint=None)]))
+    teacher, student = snapshot(model.teachers), snapshot(model.student)
+    model.init_weights()
+    fc = model.student.model.get_classifier()
+    assert not fc.weight.any() and not fc.bias.any()
+    assert changed(model.student, student) <= {'head.fc.weight',
+                                               'head.fc.bias'}
+    assert not changed(model.teachers, teacher)
+
+
+def test_plain_timm_classifier_overrides_its_init_cfg():
+    """Why the student is a FunMatchTimmClassifier: mmpretrain's
+    TimmClassifier re-runs timm's init after init_cfg (head N(0, 0.01)).
+    If this starts failing, mmpretrain has fixed it and the subclass can
+    go."""
+    small = dict(model_name='resnetv2_18', channels=(16, 32, 64, 128),
+                 stem_chs=16)
+    model = MODELS.build(student_cfg(type='TimmClassifier', **small))
+    model.init_weights()
+    assert model.model.head.fc.weight.any()
+    model = MODELS.build(student_cfg(**small))
+    model.init_weights()
+    assert not model.model.head.fc.weight.any()
+
+
+def test_timm_head_init_needs_a_classifier():
+    model = MODELS.build(student_cfg(model_name='resnetv2_18',
+                                     channels=(16, 32, 64, 128), stem_chs=16,
+                                     num_classes=0))
+    with pytest.raises(TypeError, match='TimmHead init needs a timm network '
+                       'with a classifier layer'):
+        model.init_weights()
+
+
 def test_resnet50_gn_ws_layers():
     model = build('resnet50_gn_ws.py')
     convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]

@@ -4,7 +4,15 @@
 # 8, and the squeeze-excite layers have no norm, so no new class is needed.
 # 5.48 M parameters with 1000 classes (the BatchNorm model has the same count;
 # GN keeps no running statistics). Head as in mmpretrain's
-# mobilenet_v3_large_imagenet.py.
+# mobilenet_v3_large_imagenet.py, initialisation included: N(0, 0.01) on both
+# of its Linear layers, not the zero head of the BiT student. The zero head
+# comes from big_vision's BiT student (models/bit_paper.py); big_vision has
+# no MobileNetV3, and this project has no source for the paper's MobileNet
+# head init. Zeroing this whole head would stall it: a zero hidden layer
+# feeds the classifier zeros, and a zero classifier passes the hidden layer
+# no gradient. To zero only the classifier (big_vision's convention), the
+# last of head.layers would need its own init; StackedLinearClsHead takes
+# no per-layer init_cfg.
 model = dict(
     type='ImageClassifier',
     backbone=dict(
