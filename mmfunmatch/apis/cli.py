@@ -2,8 +2,10 @@
 
 The flags are MMPretrain's (``--work-dir``, ``--resume [PATH]``, ``--amp``,
 ``--cfg-options``, ``--launcher``); the differences: ``--amp`` keeps any
-optimizer type (Shampoo included) and refuses to run where AMP cannot, and
-``mmfunmatch`` is always imported so configs need no ``custom_imports``.
+optimizer type (Shampoo included) and refuses to run where AMP cannot,
+``mmfunmatch`` is always imported so configs need no ``custom_imports``, and
+the config is checked (:func:`validate_config`) and trained by
+:class:`CheckedRunner`, which checks what needs the built data set.
 """
 import argparse
 import os
@@ -13,6 +15,7 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 import mmfunmatch  # noqa: F401  (registers everything, applies compat)
+from mmfunmatch.apis.validate import validate_config
 
 _PLAIN_WRAPPERS = (None, 'OptimWrapper', 'AmpOptimWrapper')
 
@@ -106,7 +109,8 @@ def train_config(argv: Optional[List[str]] = None) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    from mmfunmatch.apis.validate import validate_config
+    # The schedule against the run length needs the data set's length.
+    cfg.setdefault('runner_type', 'CheckedRunner')
     validate_config(cfg)
     return cfg
 

@@ -4,6 +4,13 @@
 # AdamW multiplies its weight_decay by the lr, so weight_decay = wd / lr
 # (ImageNet: 3e-4 / 0.03 = 0.01). Norm scales and biases are not decayed
 # (FunMatchOptimWrapperConstructor). Linear warm-up, then cosine to 0.
+#
+# The warm-up is in steps, the loop in epochs, so a short run (a smoke test,
+# a small data set) can end before the warm-up does. tools/train.py stops
+# such a run before its first step, naming the warm-up, the run length and
+# param_scheduler.0.end / param_scheduler.1.begin; `fit_warmup = 0.1` (or
+# `--cfg-options fit_warmup=0.1`) shortens a warm-up that does not fit to
+# that fraction of the run instead (mmfunmatch/apis/validate.py).
 lr = 0.03
 wd = 3e-4
 warmup_iters = 5000

@@ -17,7 +17,9 @@
 # The loop counts epochs, as adamw_bigvision.py's does, so that switching a
 # config between the two is a change of this one `_base_` entry. The warm-up
 # is in steps (the paper's); the quadratic decay has no `end`, so the runner
-# ends it at the last step of the run, whatever the data set and batch.
+# ends it at the last step of the run, whatever the data set and batch. A run
+# shorter than the warm-up is stopped before its first step with the keys to
+# set, unless `fit_warmup` (see adamw_bigvision.py) asks to shorten it.
 lr = 0.03
 warmup_iters = 1800
 
