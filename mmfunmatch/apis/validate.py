@@ -3,8 +3,9 @@
 Each failure names the setting and the fix, so a mistake costs seconds, not
 a queued multi-node job. One check needs the training data's length (the
 schedule against the run length of an epoch loop); :class:`CheckedRunner`,
-the runner ``tools/train.py`` builds, makes it as soon as the data set is
-built, before the optimizer, the weights or any step.
+the runner ``tools/train.py`` builds, makes it where mmengine builds the
+schedulers: the data set is read, the weights are not yet initialised and no
+step has run.
 """
 import copy
 import os.path as osp
@@ -432,7 +433,7 @@ class CheckedRunner(Runner):
     than the run stops it inside mmengine ("end should be larger than begin,
     but got begin=5000, end=8"). This runner raises :class:`ConfigError`
     instead, naming the warm-up, the run length and the keys to set, before
-    the optimizer, the weights or any step are touched. With a top-level
+    the weights are initialised or any step runs. With a top-level
     ``fit_warmup = f`` (0 < f < 1) in the config, a warm-up that leaves what
     follows it no step is shortened to ``f`` of the run instead, and the log
     says so. ``tools/train.py`` builds this runner unless the config names
