@@ -6,6 +6,13 @@
 # Paper, student top-1 (%):
 #     1200 ep 82.12 | 4800 ep 82.71 | 9600 ep 82.82
 # (this file: 1200 epochs; set train_cfg.max_epochs for the others).
+# Evaluation: the student gets the 224/256 centre crop at 224 px, as in the
+# paper; each teacher its own published view: the 224 px one the same
+# 224/256 crop (timm crop_pct 0.875), the 384 px one the whole-image centre
+# square (crop 1.0) at 384 px (teacher_crop_fracs below). So val top-1 is
+# the student's on its 224/0.875 view, and the teacher agreement / KL
+# compare the student's prediction on that view with the ensemble of each
+# teacher's prediction on its own view.
 # teacher_combine: 'mean_logits' is the paper's ensemble; 'mean_probs'
 # averages the probabilities; 'sum_kl' sums one KL per teacher (big_vision's
 # multi-teacher loss).
@@ -45,7 +52,8 @@ train_pipeline = [
 val_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='ConsistentView', mode='eval', student_size=student_size,
-         teacher_sizes=teacher_sizes, crop_frac=224 / 256),
+         teacher_sizes=teacher_sizes, crop_frac=224 / 256,
+         teacher_crop_fracs=[224 / 256, 1.0]),
     dict(type='PackFunMatchInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

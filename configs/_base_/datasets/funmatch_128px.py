@@ -2,7 +2,8 @@
 # sun397 in the paper; FUNMATCH.md): the ImageNet base's recipe
 # (imagenet_funmatch.py) at 128 px. Evaluation is "resize the short side to
 # 160, centre crop 128" (crop_frac 128 / 160 = 0.8), done as one centre crop
-# rendered at every model's size.
+# rendered at every model's size (at equal sizes: one rendering, shared; a
+# teacher with another evaluation crop takes `teacher_crop_fracs`).
 #
 # Layout: mmpretrain's CustomDataset, one sub-folder per class:
 #     data/my_dataset/train/<class>/<image>   (distillation images)

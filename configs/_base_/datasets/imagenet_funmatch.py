@@ -11,7 +11,9 @@
 #
 # Train: inception crop (5-100 % of the area, aspect 3/4-4/3) and a flip,
 # drawn ONCE per image and rendered at `student_size` for the student and at
-# each of `teacher_sizes` for the teachers (decode once, crop once).
+# each of `teacher_sizes` for the teachers (decode once, crop once). A
+# teacher of the student's size reads the student's rendering (one array,
+# packed and transferred once; each model still gets its own mean/std).
 #
 # Val: "resize the short side to 256, centre crop 224" for every model.
 # ConsistentView(mode='eval', crop_frac=0.875) cuts the central square of
@@ -21,7 +23,9 @@
 # the box (about one source pixel): square images give identical pixels,
 # others differ by a sub-pixel offset, 3-4 grey levels on average on a
 # textured photograph (tests/test_configs.py). A 160 or 384 px model sees
-# that same region at its own size, rendered from the original image.
+# that same region at its own size, rendered from the original image, unless
+# `teacher_crop_fracs` gives a teacher its own centre crop (the 384 px
+# teacher configs use 1.0, its published whole-image evaluation).
 dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
 student_size = 224

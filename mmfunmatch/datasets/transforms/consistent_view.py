@@ -13,6 +13,8 @@ CROP_KINDS = ('ic', 'rc', 'cc', 'rs')
 
 # mode -> (student crop, teacher crop, teacher shares the student's crop)
 # The names and meanings follow the paper's figure 3 (see FUNMATCH.md).
+# In 'eval' the centre crop is deterministic, so "shared" only means equal
+# boxes; a teacher with its own crop fraction gets its own centre crop.
 MODES: Dict[str, Tuple[str, str, bool]] = {
     'same/ic': ('ic', 'ic', True),
     'same/rc': ('rc', 'rc', True),
@@ -54,6 +56,13 @@ class ConsistentView(BaseTransform):
     pixels and each view is a resize of that same region, so a 160 px student
     and a 224 px teacher see the same content at their own resolution.
 
+    Each distinct (box, flip, size) is rendered once: a teacher whose view
+    would be the same pixels as an earlier one (e.g. a 224 px teacher of a
+    224 px student in ``same/ic``) gets that very array object in
+    ``teacher_imgs``, and ``PackFunMatchInputs`` packs it once. Transforms
+    placed after this one that replace ``results['img']`` (rather than write
+    into it) therefore leave the teachers' views as rendered.
+
     Crop kinds: ``ic`` inception crop (area fraction in ``scale``, aspect
     ratio in ``ratio``, random position), ``rc`` random square crop of side
     ``crop_frac`` x the short side, ``cc`` the same square at the centre,
@@ -67,6 +76,11 @@ class ConsistentView(BaseTransform):
     fixed centre crop, student a random crop) and ``eval`` (everyone the
     centre crop).
 
+    ``teacher_crop_fracs`` gives a teacher its own crop fraction where the
+    teacher has its own square crop: ``eval`` (e.g. 1.0 for a 384 px teacher
+    published with a whole-image evaluation, while the student keeps 0.875),
+    ``fix/cc`` and ``ind/rc``.
+
     Args:
         student_size (int | tuple): The student's input size.
         teacher_sizes (Sequence[int | tuple]): One input size per teacher.
@@ -79,6 +93,9 @@ class ConsistentView(BaseTransform):
         crop_frac (float): Side of rc/cc squares relative to the short side
             (224 / 256 = 0.875 is the usual evaluation crop).
             Defaults to 0.875.
+        teacher_crop_fracs (Sequence[float], optional): One crop fraction
+            per teacher for its own rc/cc square (modes ``eval``, ``fix/cc``,
+            ``ind/rc``). Defaults to None (every teacher uses ``crop_frac``).
         flip_prob (float): Probability of a horizontal flip for random crops.
             Defaults to 0.5.
         interpolation (str): 'nearest', 'bilinear', 'bicubic' or 'area'.
@@ -94,6 +111,7 @@ class ConsistentView(BaseTransform):
                  scale: Tuple[float, float] = (0.05, 1.0),
                  ratio: Tuple[float, float] = (3. / 4., 4. / 3.),
                  crop_frac: float = 0.875,
+                 teacher_crop_fracs: Optional[Sequence[float]] = None,
                  flip_prob: float = 0.5,
                  interpolation: str = 'bilinear',
                  max_attempts: int = 10) -> None:
@@ -120,13 +138,44 @@ class ConsistentView(BaseTransform):
         self.scale = scale
         self.ratio = ratio
         self.crop_frac = crop_frac
+        self.teacher_crop_fracs = self._check_teacher_fracs(teacher_crop_fracs)
         self.flip_prob = flip_prob
         self.interpolation = interpolation
         self.max_attempts = max_attempts
 
+    def _check_teacher_fracs(
+            self, fracs: Optional[Sequence[float]]) -> List[float]:
+        """One crop fraction per teacher, checked against the mode."""
+        if fracs is None:
+            return [self.crop_frac] * len(self.teacher_sizes)
+        fracs = [float(f) for f in fracs]
+        if len(fracs) != len(self.teacher_sizes):
+            raise ValueError(
+                f'ConsistentView: teacher_crop_fracs has {len(fracs)} '
+                f'entries for {len(self.teacher_sizes)} teacher_sizes; give '
+                f'one crop fraction per teacher.')
+        for i, f in enumerate(fracs):
+            if not 0 < f <= 1:
+                raise ValueError(
+                    f'ConsistentView: teacher_crop_fracs[{i}] must be in '
+                    f'(0, 1], got {f}')
+        _, teacher_kind, shared = MODES[self.mode]
+        own_square = teacher_kind == 'cc' or (teacher_kind == 'rc'
+                                              and not shared)
+        if not own_square and any(f != self.crop_frac for f in fracs):
+            raise ValueError(
+                f'ConsistentView: teacher_crop_fracs={fracs} differ from '
+                f'crop_frac={self.crop_frac}, but in mode {self.mode!r} the '
+                f'teachers have no square crop of their own to apply them '
+                f'to. Use them with mode \'eval\', \'fix/cc\' or '
+                f'\'ind/rc\', or remove teacher_crop_fracs.')
+        return fracs
+
     # -- boxes ---------------------------------------------------------------
-    def _square_side(self, h: int, w: int) -> int:
-        return max(1, int(round(min(h, w) * self.crop_frac)))
+    def _square_side(self, h: int, w: int,
+                     crop_frac: Optional[float] = None) -> int:
+        frac = self.crop_frac if crop_frac is None else crop_frac
+        return max(1, int(round(min(h, w) * frac)))
 
     def _inception_box(self, h: int, w: int) -> Box:
         area = h * w
@@ -150,15 +199,22 @@ class ConsistentView(BaseTransform):
             cw, ch = w, h
         return (w - cw) // 2, (h - ch) // 2, cw, ch
 
-    def draw_box(self, kind: str, h: int, w: int) -> Tuple[Box, bool]:
-        """Draw a crop box of the given kind and whether to flip it."""
+    def draw_box(self,
+                 kind: str,
+                 h: int,
+                 w: int,
+                 crop_frac: Optional[float] = None) -> Tuple[Box, bool]:
+        """Draw a crop box of the given kind and whether to flip it.
+
+        ``crop_frac`` (rc/cc squares) defaults to ``self.crop_frac``.
+        """
         if kind == 'rs':
             return (0, 0, w, h), False
         if kind == 'cc':
-            side = self._square_side(h, w)
+            side = self._square_side(h, w, crop_frac)
             return ((w - side) // 2, (h - side) // 2, side, side), False
         if kind == 'rc':
-            side = self._square_side(h, w)
+            side = self._square_side(h, w, crop_frac)
             box = (np.random.randint(0, w - side + 1),
                    np.random.randint(0, h - side + 1), side, side)
         else:
@@ -187,14 +243,23 @@ class ConsistentView(BaseTransform):
         h, w = img.shape[:2]
         student_kind, teacher_kind, shared = MODES[self.mode]
         box, flip = self.draw_box(student_kind, h, w)
-        results['img'] = self.render(img, box, flip, self.student_size)
+        student_img = self.render(img, box, flip, self.student_size)
+        # Render each distinct view once: the same box, flip and size give
+        # the same pixels, so equal views share one array.
+        rendered = {(box, flip, self.student_size): student_img}
         teacher_imgs: List[np.ndarray] = []
         teacher_boxes: List[Box] = []
-        for size in self.teacher_sizes:
-            t_box, t_flip = ((box, flip) if shared else self.draw_box(
-                teacher_kind, h, w))
-            teacher_imgs.append(self.render(img, t_box, t_flip, size))
+        for size, frac in zip(self.teacher_sizes, self.teacher_crop_fracs):
+            if shared and frac == self.crop_frac:
+                t_box, t_flip = box, flip
+            else:
+                t_box, t_flip = self.draw_box(teacher_kind, h, w, frac)
+            key = (t_box, t_flip, size)
+            if key not in rendered:
+                rendered[key] = self.render(img, t_box, t_flip, size)
+            teacher_imgs.append(rendered[key])
             teacher_boxes.append(t_box)
+        results['img'] = student_img
         results['teacher_imgs'] = teacher_imgs
         results['img_shape'] = results['img'].shape[:2]
         results['crop_bbox'] = box
@@ -206,4 +271,6 @@ class ConsistentView(BaseTransform):
         return (f'{self.__class__.__name__}(mode={self.mode!r}, '
                 f'student_size={self.student_size}, '
                 f'teacher_sizes={self.teacher_sizes}, '
+                f'crop_frac={self.crop_frac}, '
+                f'teacher_crop_fracs={self.teacher_crop_fracs}, '
                 f'interpolation={self.interpolation!r})')

@@ -1,4 +1,4 @@
-from typing import List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,34 @@ def _stack(views: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
     if isinstance(views, torch.Tensor):
         return views
     return torch.stack(list(views))
+
+
+def _view_index(view: Any, teacher: int) -> Optional[int]:
+    """The view a teacher reads when its entry is a reference (see
+    ``PackFunMatchInputs``), else None (its own pixels).
+
+    A reference is an int per sample: a list of ints after
+    ``pseudo_collate``, an integer tensor of shape (N,) after
+    ``default_collate``; a view is a CHW/NCHW tensor or a list of CHW ones.
+    """
+    if isinstance(view, int):
+        indices = [view]
+    elif isinstance(view, torch.Tensor):
+        if view.dim() > 1 or view.is_floating_point():
+            return None
+        indices = view.reshape(-1).tolist()
+    elif (isinstance(view, (list, tuple)) and view
+          and all(isinstance(v, int) for v in view)):
+        indices = list(view)
+    else:
+        return None
+    if not indices or any(i != indices[0] for i in indices):
+        raise ValueError(
+            f'FunMatchDataPreprocessor: the samples of this batch disagree '
+            f'on which view teacher {teacher} reads ({sorted(set(indices))})'
+            f'; build every sample with the same ConsistentView and '
+            f'PackFunMatchInputs.')
+    return int(indices[0])
 
 
 def _normaliser(mean: Sequence[Number], std: Sequence[Number]):
@@ -30,6 +58,12 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
     e.g. at validation). For a plain batch the teacher views are made from
     the student's raw view, resized to each teacher's size when it differs.
     The output is always ``dict(student=Tensor, teachers=[Tensor, ...])``.
+
+    A teacher entry may be a reference to an earlier view that holds the
+    same pixels (``PackFunMatchInputs`` packs equal views once):
+    :meth:`cast_data` moves each distinct view to the device once and then
+    hands every model its view, shared views as one tensor. Each model
+    still gets its own mean/std.
 
     Args:
         mean (Sequence[Number]): Student pixel mean (RGB, 0-255 scale).
@@ -86,11 +120,46 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
         if state.numel() and hasattr(self.batch_augment, 'set_rng_state'):
             self.batch_augment.set_rng_state(state.cpu())
 
-    def _normalise(self, x: torch.Tensor, mean: torch.Tensor,
-                   std: torch.Tensor) -> torch.Tensor:
+    def cast_data(self, data: Any) -> Any:
+        """Move the batch to the device, then resolve shared views.
+
+        The result has one tensor (or list of CHW tensors) per model in
+        ``inputs['teachers']``, as when every view was packed separately;
+        views packed once are one tensor shared by the models reading them.
+        """
+        data = super().cast_data(data)
+        inputs = data.get('inputs') if isinstance(data, dict) else None
+        if isinstance(inputs, dict) and inputs.get('teachers'):
+            data = dict(data, inputs=dict(
+                inputs, **self._resolve_views(inputs)))
+        return data
+
+    @staticmethod
+    def _resolve_views(inputs: dict) -> dict:
+        # views[0] is the student's, views[k + 1] teacher k's.
+        views = [inputs['student']]
+        for i, view in enumerate(inputs['teachers']):
+            index = _view_index(view, i)
+            if index is not None:
+                if not 0 <= index <= i:
+                    raise ValueError(
+                        f'FunMatchDataPreprocessor: teacher {i} reads view '
+                        f'{index}, but only views 0 (student) to {i} come '
+                        f'before it; pack the batch with PackFunMatchInputs.')
+                # Stacked once, so that the models share one tensor.
+                views[index] = _stack(views[index])
+                view = views[index]
+            views.append(view)
+        return dict(student=views[0], teachers=views[1:])
+
+    def _to_float(self, x: torch.Tensor) -> torch.Tensor:
         if self.to_rgb and x.size(1) == 3:
             x = x.flip(1)
-        return (x.float() - mean) / std
+        return x.float()
+
+    def _normalise(self, x: torch.Tensor, mean: torch.Tensor,
+                   std: torch.Tensor) -> torch.Tensor:
+        return (self._to_float(x) - mean) / std
 
     def _teacher_stats(self, i: int):
         return (getattr(self, f'teacher_mean_{i}'),
@@ -112,7 +181,16 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
             student_raw = _stack(inputs)
             teacher_raws = [None] * self.num_teachers
 
-        student = self._normalise(student_raw, self.mean, self.std)
+        # A shared raw view is flipped to RGB and cast once; each model then
+        # applies its own mean/std.
+        as_float: Dict[int, torch.Tensor] = {}
+
+        def shared_float(raw: torch.Tensor) -> torch.Tensor:
+            if id(raw) not in as_float:
+                as_float[id(raw)] = self._to_float(raw)
+            return as_float[id(raw)]
+
+        student = (shared_float(student_raw) - self.mean) / self.std
         teachers = []
         for i, raw in enumerate(teacher_raws):
             mean, std = self._teacher_stats(i)
@@ -123,7 +201,9 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
                     raw = F.interpolate(
                         raw, size=size, mode='bilinear', align_corners=False,
                         antialias=True)
-            teachers.append(self._normalise(raw, mean, std))
+                teachers.append(self._normalise(raw, mean, std))
+            else:
+                teachers.append((shared_float(raw) - mean) / std)
 
         if training and self.batch_augment is not None:
             scores = self._label_scores(data_samples, student.device)
