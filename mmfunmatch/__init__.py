@@ -13,5 +13,6 @@ from .datasets import *  # noqa: E402,F401,F403
 from .engine import *  # noqa: E402,F401,F403
 from .evaluation import *  # noqa: E402,F401,F403
 from .models import *  # noqa: E402,F401,F403
+from .apis import *  # noqa: E402,F401,F403  (CheckedRunner, validate_config)
 
 __version__ = '0.1.0'

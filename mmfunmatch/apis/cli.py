@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by tools/train.py and tools/test.py.
+"""The command lines of tools/train.py and tools/test.py.
 
 The flags are MMPretrain's (``--work-dir``, ``--resume [PATH]``, ``--amp``,
 ``--cfg-options``, ``--launcher``); the differences: ``--amp`` keeps any
@@ -51,7 +51,7 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def test_parser() -> argparse.ArgumentParser:
+def eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Evaluate a checkpoint')
     _common_args(parser)
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -115,10 +115,112 @@ def train_config(argv: Optional[List[str]] = None) -> Config:
     return cfg
 
 
-def test_config(argv: Optional[List[str]] = None):
+def eval_config(argv: Optional[List[str]] = None):
     """The runner config and output path for ``tools/test.py``."""
-    args = test_parser().parse_args(argv)
+    args = eval_parser().parse_args(argv)
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     return cfg, args.out
+
+
+# Exit codes a job scheduler can act on.
+EXIT_CONFIG = 2
+EXIT_NONFINITE = 3
+EXIT_PEER_LOST = 4
+
+
+def resolve_resume(cfg: Config) -> None:
+    """Pick the checkpoint ``--resume`` continues from."""
+    from mmengine.logging import print_log
+
+    from mmfunmatch.engine.hooks import (find_resumable_checkpoint,
+                                         is_complete_checkpoint)
+    if not cfg.get('resume'):
+        return
+    if cfg.get('load_from') is None:
+        cfg.load_from = find_resumable_checkpoint(cfg.work_dir)
+        if cfg.load_from is None:
+            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; '
+                      f'starting from scratch.', logger='current')
+            cfg.resume = False
+        else:
+            print_log(f'--resume: continuing from {cfg.load_from}',
+                      logger='current')
+    elif (osp.splitext(cfg.load_from)[1] == '.pth'
+          and osp.exists(cfg.load_from)
+          and not is_complete_checkpoint(cfg.load_from)):
+        raise SystemExit(
+            f'--resume {cfg.load_from}: the file is incomplete (cut short '
+            f'while being written). Use --resume without a path to pick the '
+            f'newest complete checkpoint.')
+
+
+def peer_lost(err: BaseException) -> bool:
+    """Whether ``err`` comes from a collective whose peer went away."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    if isinstance(err, getattr(dist, 'DistError', ())):
+        return True
+    text = str(err)
+    return any(key in text for key in (
+        'Connection closed by peer', 'Connection reset by peer', 'Timed out',
+        'timed out', 'Gloo', 'gloo', 'NCCL', 'Broken pipe'))
+
+
+def train(argv: Optional[List[str]] = None) -> None:
+    """``tools/train.py``: check the config, train, and end with an exit code
+    a scheduler can act on (:data:`EXIT_CONFIG`, :data:`EXIT_NONFINITE`,
+    :data:`EXIT_PEER_LOST`)."""
+    import sys
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    from mmfunmatch.apis.validate import ConfigError
+    from mmfunmatch.engine.hooks import NonFiniteError
+    try:
+        cfg = train_config(argv)
+        resolve_resume(cfg)
+        runner = (RUNNERS.build(cfg) if 'runner_type' in cfg else
+                  Runner.from_cfg(cfg))
+    except ConfigError as err:
+        # The message names the problem and the fix; a traceback adds noise.
+        print(f'config error: {err}', file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    try:
+        runner.train()
+    except ConfigError as err:  # checks that need the built data set
+        runner.logger.error(f'config error: {err}')
+        sys.exit(EXIT_CONFIG)
+    except NonFiniteError as err:
+        runner.logger.error(f'training stopped: {err}')
+        sys.exit(EXIT_NONFINITE)
+    except Exception as err:
+        if not peer_lost(err):
+            raise
+        from mmengine.dist import get_rank
+        last = runner.message_hub.get_info('last_ckpt', None)
+        runner.logger.error(
+            f'rank {get_rank()}: lost contact with another rank at iteration '
+            f'{runner.iter + 1} (epoch {runner.epoch + 1}): a process or node '
+            f'died, hung past env_cfg.dist_cfg.timeout, or the network '
+            f'failed ({type(err).__name__}: {str(err).splitlines()[0]}). '
+            f'Stopping. Relaunch every node with --resume to continue from '
+            f'the newest complete checkpoint ({last or "none yet"}).')
+        sys.exit(EXIT_PEER_LOST)
+
+
+def evaluate(argv: Optional[List[str]] = None) -> dict:
+    """``tools/test.py``: evaluate a checkpoint, optionally dump metrics."""
+    import json
+
+    from mmengine.runner import Runner
+    cfg, out = eval_config(argv)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if out and runner.rank == 0:
+        with open(out, 'w') as f:
+            json.dump(metrics, f, indent=1)
+    return metrics
