@@ -59,7 +59,9 @@ REQUIRED_FIELDS = (
     'teacher_fast_ratio', 'fast_top1_agreement', 'fast_max_abs_dp',
     'teacher_gflops_per_image', 'student_gflops_per_image',
     'model_gflops_per_image', 'achieved_tflops', 'cv_photo_ms',
-    'cv_photo_independent_ms', 'cv_photo_ratio')
+    'cv_photo_independent_ms', 'cv_photo_ratio', 'cv_same_size_ms',
+    'cv_same_size_single_ms', 'cv_same_size_vs_single', 'cv_ensemble_ms',
+    'cv_ensemble_single_ms', 'cv_ensemble_vs_single')
 
 
 # -- small utilities ----------------------------------------------------------
@@ -392,8 +394,9 @@ def compare_consistent_view(paths: Sequence[str],
     per model, its own ``LoadImageFromFile`` + ``RandomResizedCrop`` (same
     scale, ratio and interpolation) + ``RandomFlip`` + ``PackInputs``, which
     is what two ordinary pipelines do.
-    Per-image times, the two paths interleaved (order alternating), medians,
-    with one torch thread as in a DataLoader worker.
+    Per-image times of the consistent path and of each independent
+    pipeline, interleaved (the order rotates), medians, with one torch
+    thread as in a DataLoader worker.
 
     Args:
         paths (Sequence[str]): Image files.
@@ -402,8 +405,11 @@ def compare_consistent_view(paths: Sequence[str],
         rounds (int): Passes over ``paths``. Defaults to 3.
 
     Returns:
-        dict: ``consistent_ms``, ``independent_ms`` (per image) and
-        ``ratio`` (consistent / independent).
+        dict: ``consistent_ms``, ``independent_ms`` (per image, the sum
+        of the pipelines' medians), ``ratio`` (consistent / independent),
+        ``single_ms`` (the student's pipeline alone: one ordinary
+        single-view pipeline) and ``vs_single`` (the consistent path's
+        images/s relative to that single-view pipeline).
     """
     from mmcv.transforms import Compose
     from mmpretrain.registry import TRANSFORMS
@@ -432,37 +438,37 @@ def compare_consistent_view(paths: Sequence[str],
         ]) for size in sizes
     ]
 
-    def run_consistent(path: str) -> None:
-        consistent(dict(img_path=path))
-
-    def run_independent(path: str) -> None:
-        for pipeline in independent:
-            pipeline(dict(img_path=path))
-
-    times: Dict[str, List[float]] = {'consistent': [], 'independent': []}
+    runs = dict(consistent=lambda p: consistent(dict(img_path=p)))
+    for k, pipeline in enumerate(independent):
+        runs[f'pipeline{k}'] = (lambda p, pipe=pipeline: pipe(
+            dict(img_path=p)))
+    names = list(runs)
+    times: Dict[str, List[float]] = {name: [] for name in names}
     # One torch thread, as in a DataLoader worker (packing uses torch).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for path in paths[:2]:  # warm the file cache and the code paths
-            run_consistent(path)
-            run_independent(path)
+            for name in names:
+                runs[name](path)
         for r in range(rounds):
             for i, path in enumerate(paths):
-                order = [('consistent', run_consistent),
-                         ('independent', run_independent)]
-                if (r + i) % 2:
-                    order.reverse()
-                for name, fn in order:
+                first = (r + i) % len(names)  # the order rotates
+                for name in names[first:] + names[:first]:
                     start = time.perf_counter()
-                    fn(path)
+                    runs[name](path)
                     times[name].append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
     consistent_ms = _median_ms(times['consistent'])
-    independent_ms = _median_ms(times['independent'])
+    # Each pipeline's own median: one slow outlier of one pipeline does not
+    # move the others'.
+    independent_ms = sum(
+        _median_ms(times[f'pipeline{k}']) for k in range(len(independent)))
+    single_ms = _median_ms(times['pipeline0'])
     return dict(consistent_ms=consistent_ms, independent_ms=independent_ms,
-                ratio=consistent_ms / independent_ms)
+                ratio=consistent_ms / independent_ms, single_ms=single_ms,
+                vs_single=single_ms / consistent_ms)
 
 
 def _pipeline_view_cfg(cfg: Config) -> Optional[dict]:
@@ -702,9 +708,19 @@ def benchmark(cfg: Config,
         photos = write_photos(tmp, cv_images)
         cv = compare_consistent_view(
             photos, dict(student_size=160, teacher_sizes=[224]), cv_rounds)
-    report['cv_photo_ms'] = cv['consistent_ms']
-    report['cv_photo_independent_ms'] = cv['independent_ms']
-    report['cv_photo_ratio'] = cv['ratio']
+        report['cv_photo_ms'] = cv['consistent_ms']
+        report['cv_photo_independent_ms'] = cv['independent_ms']
+        report['cv_photo_ratio'] = cv['ratio']
+        # The main recipe's S224/T224 (views shared) and the T224 + T384
+        # ensemble, against one single-view pipeline.
+        for key, sizes in (('cv_same_size', [224]),
+                           ('cv_ensemble', [224, 384])):
+            cv = compare_consistent_view(
+                photos, dict(student_size=224, teacher_sizes=sizes),
+                cv_rounds)
+            report[f'{key}_ms'] = cv['consistent_ms']
+            report[f'{key}_single_ms'] = cv['single_ms']
+            report[f'{key}_vs_single'] = cv['vs_single']
     view_cfg = _pipeline_view_cfg(cfg)
     dataset = loader.dataset
     if view_cfg is not None and view_cfg.get('teacher_sizes'):
@@ -799,6 +815,20 @@ def format_report(report: dict,
         f'{r["cv_photo_ms"]:.2f} | {r["cv_photo_independent_ms"]:.2f} | '
         f'{r["cv_photo_ratio"]:.3f} '
         f'({_verdict(r["cv_photo_ratio"], cv_target)}) |',
+    ]
+    lines += [
+        '',
+        '| data path, ms per image | ConsistentView | one single-view '
+        'pipeline (RandomResizedCrop 224) | ConsistentView images/s / '
+        'single-view images/s |',
+        '| --- | --- | --- | --- |',
+        f'| photographs, S224 / T224 (one render shared) | '
+        f'{r["cv_same_size_ms"]:.2f} | {r["cv_same_size_single_ms"]:.2f} | '
+        f'{r["cv_same_size_vs_single"]:.3f} (target >= 1: '
+        f'{_verdict(1 / r["cv_same_size_vs_single"], 1.0)}) |',
+        f'| photographs, S224 / T224 + T384 ensemble | '
+        f'{r["cv_ensemble_ms"]:.2f} | {r["cv_ensemble_single_ms"]:.2f} | '
+        f'{r["cv_ensemble_vs_single"]:.3f} |',
     ]
     if 'cv_config_ratio' in r:
         lines.append(

@@ -56,7 +56,16 @@ def test_report_is_self_consistent(report):
     assert report['model_gflops_per_image'] == pytest.approx(
         report['teacher_gflops_per_image'] +
         3 * report['student_gflops_per_image'])
-    assert 0 <= report['fast_top1_agreement'] <= 1
+    # The fidelity figures are measured on this machine's kernels and are
+    # only reported (tests/models/test_teacher_fast_path.py checks the fast
+    # path against a bound derived from bf16 rounding). What holds anywhere:
+    # the agreement is a count over the batch's teacher views (k of 8), and
+    # the fast path really rounds to bf16, so it moves the probabilities.
+    print(f'fast path: top-1 agreement {report["fast_top1_agreement"]:.3f}, '
+          f'max |delta p| {report["fast_max_abs_dp"]:.2e}')
+    agreeing = report['fast_top1_agreement'] * report['batch_size']
+    assert agreeing == round(agreeing)
+    assert report['fast_max_abs_dp'] > 0
     assert report['info']['student_input'] == '3x16x16'
 
 
@@ -67,6 +76,9 @@ def test_markdown_table(report):
                 '| ms per batch', '| photographs 500x375 JPEG',
                 'teacher fwd + 3 x student fwd', 'MFU'):
         assert row in text, row
+    # The table states the run's own fidelity figures.
+    assert (f'top-1 agreement {100 * report["fast_top1_agreement"]:.1f} %, '
+            f'max abs delta p {report["fast_max_abs_dp"]:.2e}') in text
     lines = [line for line in text.splitlines() if line.startswith('|')]
     # Every table row has as many cells as its header.
     assert all(line.endswith('|') for line in lines)
@@ -96,9 +108,14 @@ def test_consistent_view_comparison_on_photographs(tmp_path):
     assert img.shape == (375, 500, 3)  # ImageNet's typical photo size
     out = compare_consistent_view(
         paths, dict(student_size=32, teacher_sizes=[48]), rounds=1)
-    assert set(out) == {'consistent_ms', 'independent_ms', 'ratio'}
+    assert set(out) == {'consistent_ms', 'independent_ms', 'ratio',
+                        'single_ms', 'vs_single'}
     assert out['ratio'] == pytest.approx(out['consistent_ms'] /
                                          out['independent_ms'])
+    assert out['vs_single'] == pytest.approx(out['single_ms'] /
+                                             out['consistent_ms'])
+    # The student's pipeline is one of the two summed.
+    assert out['single_ms'] < out['independent_ms']
 
 
 def test_tool_help_runs():
