@@ -82,6 +82,13 @@ def _stored_teacher_errors(cfg: Config) -> List[str]:
             'StoredTeacherDataset (FunMatchDistiller runs the teacher on the '
             'student\'s exact view); to run that baseline on purpose set '
             "train_dataloader.dataset.baseline='fix/ic_ens'.")
+    if (cfg.get('model') or {}).get('type') != 'StoredTargetDistiller':
+        errors.append(
+            'train_dataloader: StoredTeacherDataset serves stored targets, '
+            f'but model.type is {(cfg.get("model") or {}).get("type")!r}, '
+            'which runs the teacher on the step\'s views and would ignore '
+            "them; set model.type='StoredTargetDistiller' (the fix/ic_ens "
+            'baseline).')
     if (cfg.get('model', {}).get('data_preprocessor') or {}).get(
             'batch_augments'):
         errors.append(

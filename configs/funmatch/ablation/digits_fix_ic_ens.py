@@ -42,4 +42,7 @@ train_dataloader = dict(dataset=dict(
         data_prefix='train_small',
         with_label=True,
         pipeline=train_pipeline)))
-model = dict(data_preprocessor=dict(batch_augments=None))
+# Targets from the file (StoredTargetDistiller); the teacher still runs on
+# the val views for the agreement numbers.
+model = dict(type='StoredTargetDistiller',
+             data_preprocessor=dict(batch_augments=None))

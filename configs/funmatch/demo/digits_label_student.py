@@ -1,12 +1,12 @@
 # Baseline: the demo student trained from the labels of `train_small` alone
 # (cross-entropy), with the same crops, optimizer and number of steps as the
-# FunMatch student. It is wrapped in FunMatchDistiller with a distillation
-# weight of 0 only so that validation also reports its agreement with the
-# teacher; the teacher never runs in its training steps.
+# FunMatch student. LabelOnlyStudent keeps the teacher only so that
+# validation also reports the student's agreement with it; the teacher never
+# runs in its training steps.
 _base_ = ['./digits_funmatch_student.py']
 
 model = dict(
-    distill_loss=dict(type='KLDivergenceT', tau=1.0, loss_weight=0.0),
+    type='LabelOnlyStudent',
     label_loss=dict(type='CrossEntropyLoss', use_soft=True, loss_weight=1.0),
     data_preprocessor=dict(batch_augments=None, num_classes=10),
 )

@@ -1,4 +1,8 @@
+from .baselines import LabelOnlyStudent, StoredTargetDistiller
 from .funmatch_distiller import (FunMatchDistiller, combine_teachers,
                                  num_classes_of)
 
-__all__ = ['FunMatchDistiller', 'combine_teachers', 'num_classes_of']
+__all__ = [
+    'FunMatchDistiller', 'LabelOnlyStudent', 'StoredTargetDistiller',
+    'combine_teachers', 'num_classes_of'
+]

@@ -152,6 +152,13 @@ class FunMatchDistiller(BaseModel):
         self._check_class_counts()
 
         self.distill_loss = MODELS.build(distill_loss)
+        if (getattr(self.distill_loss, 'loss_weight', 1.0) == 0
+                and type(self) is FunMatchDistiller):
+            raise ValueError(
+                'FunMatchDistiller: distill_loss.loss_weight is 0, so the '
+                'student would learn nothing from the teacher; for the '
+                'label-only baseline use type="LabelOnlyStudent" (its '
+                'teachers are kept for validation only).')
         self.label_loss = MODELS.build(label_loss) if label_loss else None
         self.teacher_combine = teacher_combine
         self.student_checkpoint = student_checkpoint
@@ -231,12 +238,16 @@ class FunMatchDistiller(BaseModel):
         return [o.clone() for o in outs]
 
     def student_logits(self, view: torch.Tensor) -> torch.Tensor:
+        """The student's logits for its view (with autograd)."""
         return _logits(self.student(view, mode='tensor'))
 
     def forward(self,
                 inputs: Union[dict, torch.Tensor],
                 data_samples: Optional[List[DataSample]] = None,
                 mode: str = 'tensor'):
+        """MMEngine's three modes: 'loss' (:meth:`loss`, training),
+        'predict' (:meth:`predict`, validation) and 'tensor' (the student's
+        logits, e.g. for export or FLOP counting)."""
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
@@ -247,17 +258,22 @@ class FunMatchDistiller(BaseModel):
 
     def loss(self, inputs: Union[dict, torch.Tensor],
              data_samples: Optional[List[DataSample]] = None) -> dict:
-        student_in, teacher_ins = self._split(inputs)
-        s_logits = self.student_logits(student_in)
-        if getattr(self.distill_loss, 'loss_weight', 1.0) == 0:
-            # A label-only baseline that keeps the teacher for evaluation
-            # (agreement) only: no teacher forward in training.
-            return self._label_losses(s_logits, data_samples, required=True)
-        # Targets stored with the data (StoredTeacherDataset: the fix/ic_ens
-        # baseline only) replace the teacher forward.
-        stored = _stored_teacher_logits(data_samples)
-        t_logits = ([stored.to(s_logits.device)] if stored is not None else
-                    self.teacher_logits(teacher_ins))
+        """One function-matching step, in the order of the method:
+
+        1. views: ``inputs`` holds the student's view and each teacher's view
+           of the same crop, already normalised for its model and mixed by
+           the one mixup draw (``FunMatchDataPreprocessor``);
+        2. targets: each frozen teacher's logits on its own view
+           (:meth:`teacher_targets`, no gradient);
+        3. the student's logits on its view;
+        4. the loss: ``T^2 KL(target || student)`` at the loss's temperature
+           (per teacher and summed for ``teacher_combine='sum_kl'``, else on
+           the combined target), the monitors (entropies, agreement, label
+           cross-entropy) and, when configured, a label loss.
+        """
+        student_view, teacher_views = self._split(inputs)
+        t_logits = self.teacher_targets(teacher_views, data_samples)
+        s_logits = self.student_logits(student_view)
         if self.teacher_combine == 'sum_kl':
             loss = sum(self.distill_loss(s_logits, t) for t in t_logits)
             target = combine_teachers(t_logits, 'mean_logits')
@@ -266,13 +282,15 @@ class FunMatchDistiller(BaseModel):
                                       getattr(self.distill_loss, 'tau', 1.0))
             loss = self.distill_loss(s_logits, target)
         losses = dict(loss_distill=loss)
-        with torch.no_grad():
-            losses['student_entropy'] = _entropy(s_logits)
-            losses['teacher_entropy'] = _entropy(target)
-            losses['agreement'] = (s_logits.argmax(1) == target.argmax(1)
-                                   ).float().mean()
+        losses.update(_monitors(s_logits, target))
         losses.update(self._label_losses(s_logits, data_samples))
         return losses
+
+    def teacher_targets(self, views: Sequence[torch.Tensor],
+                        data_samples: Optional[List[DataSample]] = None
+                        ) -> List[torch.Tensor]:
+        """The targets of one step: each teacher's logits on its view."""
+        return self.teacher_logits(views)
 
     def _label_losses(self, s_logits: torch.Tensor,
                       data_samples: Optional[List[DataSample]],
@@ -283,7 +301,7 @@ class FunMatchDistiller(BaseModel):
             if self.label_loss is not None or required:
                 raise ValueError(
                     'a label loss is needed (label_loss set, or the '
-                    'distillation loss weight is 0) but the training samples '
+                    'LabelOnlyStudent baseline) but the training samples '
                     'carry no labels; use a labelled train set or remove '
                     'label_loss (function matching needs no labels).')
             return {}
@@ -293,13 +311,14 @@ class FunMatchDistiller(BaseModel):
         if self.label_loss is not None:
             losses['loss_label'] = self.label_loss(s_logits, scores)
         elif required:
-            raise ValueError('the distillation loss weight is 0 and no '
-                             'label_loss is set: nothing to train on.')
+            raise ValueError('no label_loss is set: nothing to train on.')
         return losses
 
     def predict(self, inputs: Union[dict, torch.Tensor],
                 data_samples: Optional[List[DataSample]] = None
                 ) -> List[DataSample]:
+        """The student's prediction per sample, with the student's and the
+        (combined) teachers' logits attached for ``TeacherAgreement``."""
         student_in, teacher_ins = self._split(inputs)
         s_logits = self.student_logits(student_in).float()
         if data_samples is None:
@@ -329,6 +348,15 @@ class FunMatchDistiller(BaseModel):
         return target
 
 
+def _monitors(s_logits: torch.Tensor, target: torch.Tensor) -> dict:
+    """Logged beside the loss: both entropies and top-1 agreement."""
+    with torch.no_grad():
+        return dict(student_entropy=_entropy(s_logits),
+                    teacher_entropy=_entropy(target),
+                    agreement=(s_logits.argmax(1) == target.argmax(1)
+                               ).float().mean())
+
+
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
     logp = F.log_softmax(logits.float(), dim=1)
     return -(logp.exp() * logp).sum(1).mean()
@@ -345,15 +373,6 @@ def _label_scores(data_samples: Optional[List[DataSample]],
         labels = torch.cat([s.gt_label for s in data_samples])
         if (labels >= 0).all():
             return F.one_hot(labels, num_classes).float()
-    return None
-
-
-def _stored_teacher_logits(data_samples: Optional[List[DataSample]]
-                           ) -> Optional[torch.Tensor]:
-    """Stored teacher logits (N, C) when every sample carries them."""
-    if data_samples and all('teacher_logits' in s for s in data_samples):
-        return torch.stack([torch.as_tensor(s.teacher_logits)
-                            for s in data_samples]).float()
     return None
 
 
