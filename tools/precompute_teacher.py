@@ -47,6 +47,7 @@ from mmfunmatch.datasets.stored_teacher import (load_stored_teacher,
                                                 save_stored_teacher)
 from mmfunmatch.datasets.transforms import ConsistentView
 from mmfunmatch.models.algorithms.funmatch_distiller import combine_teachers
+from mmfunmatch.models.teacher_spec import teacher_specs
 from mmpretrain.registry import DATASETS, MODELS
 
 DEFAULTS = dict(num_crops=1024, scale=(0.05, 1.0), ratio=(3. / 4., 4. / 3.),
@@ -102,14 +103,14 @@ def crop_settings(cfg: Config, args: argparse.Namespace) -> dict:
     if args.seed is not None:
         settings['seed'] = args.seed
     sizes = []
-    for i, t in enumerate(cfg.model.get('teachers', [])):
-        if not t.get('checkpoint'):
-            raise SystemExit(f'model.teachers.{i}.checkpoint is not set: the '
-                             f'outputs of a random teacher are worth nothing.')
-        if t.get('size') is None:
-            raise SystemExit(f'model.teachers.{i}.size is not set; the tool '
-                             f'renders each teacher\'s crops at its size.')
-        size = t['size']
+    for t in teacher_specs(cfg.model.get('teachers') or []):
+        if not t.checkpoint:
+            raise SystemExit(f'{t.key}.checkpoint is not set: the outputs '
+                             f'of a random teacher are worth nothing.')
+        if t.size is None:
+            raise SystemExit(f'{t.key}.size is not set; the tool renders '
+                             f'each teacher\'s crops at its size.')
+        size = t.size
         sizes.append([size, size] if isinstance(size, int) else list(size))
     if not sizes:
         raise SystemExit('CONFIG has no model.teachers (a FunMatchDistiller '

@@ -15,6 +15,8 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, Runner
 
+from mmfunmatch.models.teacher_spec import TeacherSpec, teacher_specs
+
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message says how to fix it."""
@@ -120,11 +122,25 @@ def _train_input_size(train_dl: Optional[dict]) -> Optional[tuple]:
     return None
 
 
+def _teachers(model: dict) -> Optional[List[TeacherSpec]]:
+    """The teacher specs of a distiller config (FunMatchDistiller or a
+    subclass), else None."""
+    from mmpretrain.registry import MODELS
+
+    from mmfunmatch.models.algorithms import FunMatchDistiller
+    kind = model.get('type')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if not (isinstance(cls, type) and issubclass(cls, FunMatchDistiller)):
+        return None
+    return teacher_specs(model.get('teachers') or [])
+
+
 def _check_input_sizes(cfg: Config, errors: List[str]) -> None:
     """Pipeline sizes against models built for one fixed input size."""
     model = cfg.get('model', {})
     train_dl = cfg.get('train_dataloader')
-    if model.get('type') != 'FunMatchDistiller':
+    teachers = _teachers(model)
+    if teachers is None:
         fixed, size = _fixed_input_size(model), _train_input_size(train_dl)
         if None not in (fixed, size) and fixed != size:
             errors.append(
@@ -132,7 +148,6 @@ def _check_input_sizes(cfg: Config, errors: List[str]) -> None:
                 f'pipeline crops {size} px; make model img_size and the '
                 f'crop size equal.')
         return
-    teachers = model.get('teachers', [])
     for step in _pipeline_steps(train_dl):
         if step.get('type') != 'ConsistentView':
             continue
@@ -145,10 +160,10 @@ def _check_input_sizes(cfg: Config, errors: List[str]) -> None:
                 f'{fixed[0]} or the student img_size to {size}.')
         for i, (size, t) in enumerate(
                 zip(step.get('teacher_sizes', []), teachers)):
-            fixed = _fixed_input_size(t.get('model', {}))
+            fixed = _fixed_input_size(t.model)
             if None not in (fixed, size) and fixed != _as_hw(size):
                 errors.append(
-                    f'teacher {i} is built for {fixed} px inputs but '
+                    f'{t.key} is built for {fixed} px inputs but '
                     f'ConsistentView gives it {size} px; set '
                     f'teacher_sizes[{i}] to {fixed[0]}.')
 
@@ -319,22 +334,22 @@ def validate_config(cfg: Config) -> None:
     errors: List[str] = []
     model = cfg.get('model', {})
     train_dl = cfg.get('train_dataloader')
-    is_distiller = model.get('type') == 'FunMatchDistiller'
-    teachers = model.get('teachers', []) if is_distiller else []
+    specs = _teachers(model)
+    is_distiller = specs is not None
+    teachers = specs or []
 
     # Teachers: weight files exist, class counts agree with the student.
     n_student = (_head_classes(model.get('student', {}))
                  if is_distiller else None)
-    for i, t in enumerate(teachers):
-        ckpt = t.get('checkpoint')
-        if ckpt and not osp.isfile(ckpt):
+    for t in teachers:
+        if t.checkpoint and not osp.isfile(t.checkpoint):
             errors.append(
-                f'teacher {i}: checkpoint {ckpt!r} does not exist. Set '
-                f'model.teachers.{i}.checkpoint to the teacher weight file.')
-        n_teacher = _head_classes(t.get('model', {}))
+                f'{t.key}: checkpoint {t.checkpoint!r} does not exist. Set '
+                f'{t.key}.checkpoint to the teacher weight file.')
+        n_teacher = _head_classes(t.model)
         if None not in (n_student, n_teacher) and n_student != n_teacher:
             errors.append(
-                f'teacher {i} predicts {n_teacher} classes but the student '
+                f'{t.key} predicts {n_teacher} classes but the student '
                 f'{n_student}. Set the student head num_classes={n_teacher}.')
 
     # Views: ConsistentView renders one view per teacher at its input size.
@@ -356,11 +371,11 @@ def validate_config(cfg: Config) -> None:
                     f'views for {len(teachers)} teachers; give one '
                     f'teacher_sizes entry per teacher.')
             for i, (size, t) in enumerate(zip(sizes, teachers)):
-                if 'size' in t and _as_hw(size) != _as_hw(t['size']):
+                if t.size is not None and _as_hw(size) != _as_hw(t.size):
                     errors.append(
                         f'{split}: ConsistentView gives teacher {i} '
-                        f'{size} px but model.teachers.{i}.size is '
-                        f'{t["size"]}; make them equal.')
+                        f'{size} px but {t.key}.size is {t.size}; make '
+                        f'them equal.')
 
     # Mixup needs a partner for every sample.
     preprocessor = model.get('data_preprocessor') or {}

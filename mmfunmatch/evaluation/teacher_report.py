@@ -731,21 +731,22 @@ def load_teacher(cfg, checkpoint: Optional[str] = None,
     from mmfunmatch.models.data_preprocessors import FunMatchDataPreprocessor
     from mmfunmatch.models.weights import load_weights
 
+    from mmfunmatch.models.teacher_spec import teacher_specs
+
     model_cfg = cfg.model
-    if model_cfg.get('type') == 'FunMatchDistiller':
-        teachers = [copy.deepcopy(t) for t in model_cfg['teachers']]
-        checkpoint = checkpoint or teachers[0].get('checkpoint')
+    if 'teachers' in model_cfg:  # a distiller config
+        teachers = teacher_specs(copy.deepcopy(model_cfg['teachers']))
+        checkpoint = checkpoint or teachers[0].checkpoint
         if not checkpoint:
-            raise ValueError('model.teachers.0.checkpoint is not set; give '
-                             'the teacher weights with --checkpoint')
-        teacher = MODELS.build(teachers[0]['model'])
-        load_weights(teacher, checkpoint, name='teacher 0')
+            raise ValueError(f'{teachers[0].key}.checkpoint is not set; '
+                             f'give the teacher weights with --checkpoint')
+        teacher = MODELS.build(teachers[0].model)
+        load_weights(teacher, checkpoint, name=teachers[0].key)
         dp = dict(model_cfg.get('data_preprocessor') or {})
         preprocessor = FunMatchDataPreprocessor(
             mean=dp.get('mean', (127.5, 127.5, 127.5)),
             std=dp.get('std', (127.5, 127.5, 127.5)),
-            teachers=[{k: t[k] for k in ('mean', 'std', 'size') if k in t}
-                      for t in teachers],
+            teachers=[t.view for t in teachers],
             to_rgb=dp.get('to_rgb', True)).to(device)
 
         def prepare(batch: dict) -> Tuple[torch.Tensor, Optional[Size]]:

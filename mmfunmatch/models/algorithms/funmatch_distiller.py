@@ -10,6 +10,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmfunmatch.models.data_preprocessors import FunMatchDataPreprocessor
+from mmfunmatch.models.teacher_spec import TeacherSpec, teacher_specs
 from mmfunmatch.models.weights import load_weights
 from mmfunmatch.registry import register_in_mmrazor
 
@@ -73,11 +74,13 @@ class FunMatchDistiller(BaseModel):
 
     Args:
         student (dict): Config of the student, any mmpretrain classifier.
-        teachers (Sequence[dict]): One dict per teacher with keys ``model``
-            (an mmpretrain classifier config, ``TimmClassifier`` included),
-            ``checkpoint`` (a weight file, or None for random weights: tests
-            only), and optionally ``mean``, ``std`` (0-255 RGB) and ``size``
-            (its input size).
+        teachers (Sequence[dict] | dict): One spec per teacher (a list, or a
+            dict of named teachers, which config inheritance merges by name;
+            see :class:`~mmfunmatch.models.teacher_spec.TeacherSpec`):
+            ``model`` (an mmpretrain classifier config, ``TimmClassifier``
+            included), ``checkpoint`` (a weight file, or None for random
+            weights: tests only), and optionally ``mean``, ``std`` (0-255
+            RGB) and ``size`` (its input size).
         distill_loss (dict): Loss between student and target logits.
             Defaults to ``dict(type='KLDivergenceT', tau=1.0)``.
         teacher_combine (str): 'mean_logits', 'mean_probs' or 'sum_kl' (sum of
@@ -105,7 +108,7 @@ class FunMatchDistiller(BaseModel):
 
     def __init__(self,
                  student: dict,
-                 teachers: Sequence[dict],
+                 teachers: Union[Sequence[dict], Dict[str, dict]],
                  distill_loss: dict = dict(type='KLDivergenceT', tau=1.0),
                  teacher_combine: str = 'mean_logits',
                  label_loss: Optional[dict] = None,
@@ -124,24 +127,19 @@ class FunMatchDistiller(BaseModel):
         if teacher_dtype not in _DTYPES:
             raise ValueError(f'teacher_dtype must be one of '
                              f'{list(_DTYPES)}, got {teacher_dtype!r}')
-        teachers = [copy.deepcopy(t) for t in teachers]
-        for i, t in enumerate(teachers):
-            if 'model' not in t:
-                raise ValueError(
-                    f'teacher {i} needs a "model" config, e.g. '
-                    f'dict(model=dict(type="TimmClassifier", ...), '
-                    f'checkpoint="teacher.pth")')
+        specs = teacher_specs(copy.deepcopy(teachers))
         super().__init__(
             data_preprocessor=self._preprocessor_cfg(data_preprocessor,
-                                                     teachers),
+                                                     specs),
             init_cfg=init_cfg)
 
         self.student = MODELS.build(student)
+        self.teacher_keys = [spec.key for spec in specs]
         self.teachers = nn.ModuleList()
-        for i, t in enumerate(teachers):
-            teacher = MODELS.build(t['model'])
-            if t.get('checkpoint'):
-                load_weights(teacher, t['checkpoint'], name=f'teacher {i}')
+        for spec in specs:
+            teacher = MODELS.build(spec.model)
+            if spec.checkpoint:
+                load_weights(teacher, spec.checkpoint, name=spec.key)
             elif hasattr(teacher, 'init_weights'):
                 teacher.init_weights()
             if channels_last:
@@ -176,15 +174,15 @@ class FunMatchDistiller(BaseModel):
         self.register_load_state_dict_post_hook(_ignore_missing_teachers)
 
     @staticmethod
-    def _preprocessor_cfg(cfg: Optional[dict], teachers: List[dict]) -> dict:
+    def _preprocessor_cfg(cfg: Optional[dict],
+                          specs: List[TeacherSpec]) -> dict:
+        """The preprocessor normalises each teacher's view with the mean,
+        std and size written in that teacher's spec."""
         cfg = dict(type=FunMatchDataPreprocessor) if cfg is None else dict(cfg)
         if cfg.get('type', 'FunMatchDataPreprocessor') in (
                 'FunMatchDataPreprocessor', FunMatchDataPreprocessor):
             cfg['type'] = FunMatchDataPreprocessor
-            cfg.setdefault('teachers', [{
-                k: t[k]
-                for k in ('mean', 'std', 'size') if k in t
-            } for t in teachers])
+            cfg.setdefault('teachers', [spec.view for spec in specs])
         return cfg
 
     def _check_class_counts(self) -> None:
@@ -193,10 +191,11 @@ class FunMatchDistiller(BaseModel):
             n_teacher = num_classes_of(teacher)
             if None not in (n_student, n_teacher) and n_student != n_teacher:
                 raise ValueError(
-                    f'teacher {i} predicts {n_teacher} classes but the student '
-                    f'{n_student}; function matching needs the same classes. '
-                    f'Set the student head num_classes={n_teacher} (or use a '
-                    f'teacher fine-tuned on your classes).')
+                    f'{self.teacher_keys[i]} predicts {n_teacher} classes but '
+                    f'the student {n_student}; function matching needs the '
+                    f'same classes. Set the student head num_classes='
+                    f'{n_teacher} (or use a teacher fine-tuned on your '
+                    f'classes).')
 
     # -- weights ---------------------------------------------------------------
     def init_weights(self) -> None:
