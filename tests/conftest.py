@@ -21,7 +21,7 @@ def tiny_classifier(width: int = 4, num_classes: int = 10) -> dict:
 def digits_root(tmp_path_factory):
     """scikit-learn's digits written once per test session as an image
     folder."""
-    from mmfunmatch.datasets.digits import write_digits
+    from projects.funmatch_paper.digits import write_digits
     root = str(tmp_path_factory.mktemp('digits'))
     write_digits(root)
     return root

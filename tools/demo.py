@@ -11,37 +11,14 @@ an interrupted study continues) and prints mean +- std over the seeds; that
 table and docs/demo_seeds.csv are the reference the one-seed demo compares
 itself with.
 """
-import argparse
-import time
+import os.path as osp
+import sys
 
-from mmfunmatch.apis.demo import run_demo, run_seeds
+# projects/ is used from the checkout (it is not installed): the repository
+# root, the folder above tools/, goes first on the import path.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--work-dir', help='default work_dirs/demo, or '
-                        'work_dirs/demo_seeds with several seeds')
-    parser.add_argument('--data-root', default='data/digits')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
-    parser.add_argument('--epochs', type=int,
-                        help='student epochs (default: the configs)')
-    parser.add_argument('--teacher-epochs', type=int)
-    args = parser.parse_args()
-    start = time.time()
-    if len(args.seeds) == 1:
-        work_dir = args.work_dir or 'work_dirs/demo'
-        table = run_demo(work_dir, args.data_root, args.epochs,
-                         args.teacher_epochs, seed=args.seeds[0])
-        print('\n' + table)
-        print(f'\ncurves: {work_dir}/demo_curves.png')
-    else:
-        work_dir = args.work_dir or 'work_dirs/demo_seeds'
-        table = run_seeds(args.seeds, work_dir, args.data_root, args.epochs,
-                          args.teacher_epochs)
-        print('\n' + table)
-        print(f'\nper run: {work_dir}/runs.csv')
-    print(f'total wall time: {time.time() - start:.0f} s')
-
+from projects.funmatch_paper.demo import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,18 +1,12 @@
 """Write scikit-learn's digits as an image folder: `tools/prepare_digits.py ROOT`."""
-import argparse
+import os.path as osp
+import sys
 
-from mmfunmatch.datasets.digits import write_digits
+# projects/ is used from the checkout (it is not installed): the repository
+# root, the folder above tools/, goes first on the import path.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('root', nargs='?', default='data/digits')
-    parser.add_argument('--size', type=int, default=32)
-    parser.add_argument('--small-per-class', type=int, default=20)
-    args = parser.parse_args()
-    counts = write_digits(args.root, args.size, args.small_per_class)
-    print(f'digits written to {args.root}: {counts}')
-
+from projects.funmatch_paper.digits import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

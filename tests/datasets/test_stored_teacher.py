@@ -3,7 +3,6 @@ baseline's stored targets equal a direct computation, survive interruption,
 reach the loss in place of the teacher, and are refused outside that
 baseline."""
 import copy
-import importlib.util
 import os
 import os.path as osp
 
@@ -23,22 +22,12 @@ from mmfunmatch.datasets.stored_teacher import (load_stored_teacher,
                                                 sample_key,
                                                 save_stored_teacher)
 from mmfunmatch.models.losses import KLDivergenceT
+from projects.funmatch_paper import precompute_teacher as tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs/funmatch/ablation/digits_fix_ic_ens.py')
 
 init_default_scope('mmpretrain')
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'precompute_teacher', osp.join(REPO, 'tools', 'precompute_teacher.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
 
 
 @pytest.fixture(scope='module')

@@ -24,7 +24,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ import mmfunmatch  # noqa: F401  (registers Shampoo and the constructor)
 NEVER = 10**9  # a recompute frequency that is never reached
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
         '--device',
@@ -70,7 +70,7 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=None,
         help='torch CPU threads (default: torch\'s choice)')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def build(model: torch.nn.Module, optimizer: dict):
@@ -112,8 +112,8 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
     import timm
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -218,6 +218,3 @@ def main() -> None:
           f'{median("shampoo_f1", "optimizer"):.2f} s, Shampoo plain '
           f'{median("shampoo_plain", "optimizer"):.2f} s.')
 
-
-if __name__ == '__main__':
-    main()

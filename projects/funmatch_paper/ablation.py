@@ -14,6 +14,7 @@ continues from its newest complete checkpoint (``--resume``).
 
 Run it with ``python tools/ablation_study.py``.
 """
+import argparse
 import csv
 import glob
 import json
@@ -30,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+# The checkout: the folder above projects/.
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ABLATION_CONFIGS = osp.join(REPO, 'configs', 'funmatch', 'ablation')
 TEACHER_CONFIG = osp.join(REPO, 'configs', 'funmatch', 'demo',
@@ -448,7 +450,7 @@ class Study:
         """
         from tqdm import tqdm
 
-        from mmfunmatch.datasets.digits import write_digits
+        from projects.funmatch_paper.digits import write_digits
         os.makedirs(self.work_dir, exist_ok=True)
         write_digits(self.data_root)
         runs = self.plan()
@@ -814,3 +816,64 @@ def plot_study(rows: List[dict], runs: Sequence[Run], curves: Dict[str, dict],
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)
+
+
+# -- the command line (tools/ablation_study.py) ------------------------------
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Run the paper\'s figure-3 ablation on the digits demo.')
+    parser.add_argument('--work-dir', default='work_dirs/ablation')
+    parser.add_argument('--data-root', default='data/digits')
+    parser.add_argument(
+        '--settings', nargs='+', default=list(SETTINGS),
+        help='setting names (fix/rs ... funmatch) or ablation config paths '
+        '(default: all eight)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--epochs', type=int, nargs='+', default=[30, 150],
+                        help='schedule lengths (default 30 150)')
+    parser.add_argument('--teacher', help='teacher checkpoint to reuse (e.g. '
+                        'work_dirs/demo/teacher/epoch_20.pth); trained with '
+                        'the demo teacher config when omitted')
+    parser.add_argument('--teacher-epochs', type=int,
+                        help='shorten the teacher\'s schedule')
+    parser.add_argument('--jobs', type=int, default=2,
+                        help='runs in parallel (default 2)')
+    parser.add_argument('--threads', type=int,
+                        help='torch threads per run (default cores / jobs)')
+    parser.add_argument('--ens-crops', type=int,
+                        help='crops per image for fix/ic_ens (default: the '
+                        'config\'s, 1024 as in the paper)')
+    parser.add_argument('--val-points', type=int, default=5,
+                        help='validations per run (default 5)')
+    parser.add_argument('--num-workers', type=int, default=1)
+    parser.add_argument('--md', help='markdown table path (default '
+                        'WORK_DIR/ablation.md)')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='print the plan and time estimate, run nothing')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='key=value settings added to every student run')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    configs = [s if s.endswith('.py') else config_path(s)
+               for s in args.settings]
+    study = Study(args.work_dir, args.data_root, configs, seeds=args.seeds,
+                  epochs=args.epochs, teacher=args.teacher,
+                  teacher_epochs=args.teacher_epochs, jobs=args.jobs,
+                  threads=args.threads, ens_crops=args.ens_crops,
+                  val_points=args.val_points, num_workers=args.num_workers,
+                  cfg_options=args.cfg_options, md_path=args.md)
+    start = time.time()
+    result = study.run(dry_run=args.dry_run)
+    if args.dry_run:
+        for name in result['planned']:
+            print(f'  {name}')
+        return 0
+    print(f'[ablation] trained {len(result["executed"])} runs in '
+          f'{(time.time() - start) / 60:.1f} min; '
+          f'{len(result["rows"])} finished runs in the table.')
+    for key, path in result['paths'].items():
+        print(f'  {key}: {path}')
+    return 1 if result['failed'] else 0

@@ -16,9 +16,11 @@ Runner hooks (logging, checkpointing, the non-finite guard) are not run: the
 step measured is ``train_step``, which is what ``runner.train()`` calls per
 iteration between hooks.
 """
+import argparse
 import contextlib
 import copy
 import inspect
+import json
 import math
 import os
 import os.path as osp
@@ -33,11 +35,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from torch.utils.flop_counter import FlopCounterMode
 
+import mmfunmatch  # noqa: F401  (registers everything, applies compat)
 from mmfunmatch.models.fast_path import fast_path_fidelity
 
 # Dense bf16 tensor-core peaks (FLOP/s) of common training GPUs, matched
@@ -854,3 +857,58 @@ def format_report(report: dict,
         f'{r["achieved_tflops"] * 1e3:.2f} GFLOP/s; MFU {mfu} |',
     ]
     return '\n'.join(lines)
+
+
+# -- the command line (tools/benchmark.py) -----------------------------------
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Benchmark the training step of a FunMatch config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--iters', type=int, default=10,
+                        help='timed iterations per pass')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed iterations before each pass')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='override the train batch size')
+    parser.add_argument(
+        '--photo-data', type=int, default=0, metavar='N',
+        help='train on N generated 500x375 JPEG photographs instead of the '
+        'config\'s data set (e.g. when ImageNet is not at hand)')
+    parser.add_argument('--cv-images', type=int, default=16,
+                        help='photographs for the ConsistentView comparison')
+    parser.add_argument('--peak-tflops', type=float, default=None,
+                        help='device peak TFLOP/s for the MFU (known GPUs '
+                        'are looked up)')
+    parser.add_argument('--work-dir', default=None,
+                        help='runner work directory (logs only)')
+    parser.add_argument('--json', default=None,
+                        help='also write the raw report to this file')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value (e.g. '
+        'model.teachers.0.checkpoint=None)')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    with tempfile.TemporaryDirectory() as tmp:
+        photo_dir = None
+        if args.photo_data:
+            photo_dir = tmp
+            write_photos(tmp, args.photo_data)
+        report = benchmark(
+            cfg, iters=args.iters, warmup=args.warmup,
+            batch_size=args.batch_size, photo_dir=photo_dir,
+            cv_images=args.cv_images,
+            peak_flops=(args.peak_tflops * 1e12
+                        if args.peak_tflops else None),
+            work_dir=args.work_dir or tempfile.mkdtemp(
+                prefix='mmfunmatch_bench_'))
+    print(format_report(report))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(report, f, indent=2)

@@ -10,8 +10,10 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmfunmatch.apis.shampoo_epochs import (OPTIMIZERS, epochs_to_match,
-                                            final_top1, summary_markdown)
+from projects.funmatch_paper.shampoo_epochs import (OPTIMIZERS,
+                                                    epochs_to_match,
+                                                    final_top1,
+                                                    summary_markdown)
 from tests.conftest import REPO
 
 
@@ -49,7 +51,7 @@ def test_epochs_to_match_says_when_never_reached():
 
 
 def test_study_needs_one_name_per_config(tmp_path):
-    from mmfunmatch.apis.ablation import Study
+    from projects.funmatch_paper.ablation import Study
     with pytest.raises(ValueError, match='1 names for 2 configs'):
         Study(str(tmp_path), str(tmp_path), [c for _, c in OPTIMIZERS],
               names=['AdamW'])
@@ -70,7 +72,7 @@ def test_shampoo_config_differs_in_the_optimizer_only():
 
 @pytest.mark.slow
 def test_driver_writes_the_comparison(digits_root, tmp_path):
-    from tests.tools.test_ablation_smoke import save_teacher
+    from tests.projects.funmatch_paper.test_ablation import save_teacher
     teacher = str(tmp_path / 'teacher.pth')
     save_teacher(teacher)
     work = str(tmp_path / 'study')

@@ -3,8 +3,9 @@ import io
 
 import pytest
 
-from mmfunmatch.apis.demo import (compare_with_reference, follow, mean_std,
-                                  progress_line, seeds_table, summary)
+from projects.funmatch_paper.demo import (compare_with_reference, follow,
+                                          mean_std, progress_line,
+                                          seeds_table, summary)
 
 TRAIN = ('12/01 13:06:13 - mmengine - INFO - Epoch(train) [24][6/6]  '
          'base_lr: 3.0000e-03 lr: 3.0000e-03  eta: 0:04:03  time: 0.2161  '

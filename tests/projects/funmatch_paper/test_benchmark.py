@@ -9,10 +9,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmfunmatch.apis.benchmark import (REQUIRED_FIELDS, benchmark,
-                                       compare_consistent_view,
-                                       fast_path_fidelity, format_report,
-                                       write_photos)
+from projects.funmatch_paper.benchmark import (REQUIRED_FIELDS, benchmark,
+                                               compare_consistent_view,
+                                               fast_path_fidelity,
+                                               format_report, write_photos)
 from tests.conftest import REPO
 
 DEMO_CFG = osp.join(REPO, 'configs', 'funmatch', 'demo',
@@ -85,7 +85,7 @@ def test_markdown_table(report):
 
 
 def test_flops_match_a_hand_count():
-    from mmfunmatch.apis.benchmark import count_flops
+    from projects.funmatch_paper.benchmark import count_flops
     conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
     # 2 FLOPs per multiply-add: N * Cout * H * W * Cin * k * k.
     assert count_flops(conv, torch.zeros(2, 3, 10, 10)) == (2 * 2 * 8 * 100 *

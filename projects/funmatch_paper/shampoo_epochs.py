@@ -12,11 +12,13 @@ AdamW's at the longest schedule; the ratio is longest / that length.
 
 Run it with ``python tools/shampoo_epochs.py``.
 """
+import argparse
 import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
-from mmfunmatch.apis.ablation import REPO, Study, aggregate, read_records
+from projects.funmatch_paper.ablation import (REPO, Study, aggregate,
+                                              read_records)
 
 DEMO_CONFIGS = osp.join(REPO, 'configs', 'funmatch', 'demo')
 OPTIMIZERS = (
@@ -136,3 +138,34 @@ def run_shampoo_epochs(work_dir: str = 'work_dirs/shampoo_epochs',
     result.update(top1=top1, match=match, step_ratio=step_ratio,
                   summary=summary)
     return result
+
+
+# -- the command line (tools/shampoo_epochs.py) ------------------------------
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description='Epochs Shampoo needs on the digits demo to match '
+        'AdamW\'s final accuracy.')
+    parser.add_argument('--work-dir', default='work_dirs/shampoo_epochs')
+    parser.add_argument('--data-root', default='data/digits')
+    parser.add_argument('--epochs', type=int, nargs='+',
+                        default=[31, 62, 125, 250],
+                        help='schedule lengths; the longest is AdamW\'s '
+                        'reference (default 31 62 125 250, the demo\'s)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument('--teacher', help='teacher checkpoint to reuse (e.g. '
+                        'the demo\'s); trained with the demo teacher config '
+                        'when omitted')
+    parser.add_argument('--jobs', type=int, default=2)
+    parser.add_argument('--val-points', type=int, default=10)
+    parser.add_argument('--md', help='per-cell table path (default '
+                        'WORK_DIR/shampoo_epochs.md)')
+    parser.add_argument('--dry-run', action='store_true')
+    args = parser.parse_args(argv)
+    result = run_shampoo_epochs(args.work_dir, args.data_root, args.epochs,
+                                args.seeds, args.teacher, args.jobs,
+                                args.val_points, args.md, args.dry_run)
+    if 'summary' in result:
+        print('\n' + result['summary'])
+        for key, path in result['paths'].items():
+            print(f'  {key}: {path}')
+    return 1 if result.get('failed') else 0

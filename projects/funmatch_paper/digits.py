@@ -15,9 +15,10 @@ images of each class. The teacher sees all of ``train``; students see only
 ``train_small``, mirroring the paper's setting where the teacher knows far
 more than the distillation set conveys.
 """
+import argparse
 import json
 import os
-from typing import Dict
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -89,3 +90,16 @@ def write_digits(root: str, size: int = 32, small_per_class: int = 20,
     with open(meta_path, 'w') as f:
         json.dump(dict(settings=settings, counts=counts), f, indent=1)
     return counts
+
+
+# -- the command line (tools/prepare_digits.py) ------------------------------
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(
+        description='Write scikit-learn\'s digits as an image folder: '
+        '`tools/prepare_digits.py ROOT`.')
+    parser.add_argument('root', nargs='?', default='data/digits')
+    parser.add_argument('--size', type=int, default=32)
+    parser.add_argument('--small-per-class', type=int, default=20)
+    args = parser.parse_args(argv)
+    counts = write_digits(args.root, args.size, args.small_per_class)
+    print(f'digits written to {args.root}: {counts}')

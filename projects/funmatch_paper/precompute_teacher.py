@@ -269,6 +269,3 @@ def main(argv: Optional[List[str]] = None) -> int:
           f'{settings["num_crops"]} crops')
     return 0
 
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -6,6 +6,7 @@ table, the curves. ``python tools/demo.py --seeds 0 1 2`` runs the three
 trainings for each seed (teacher included) and writes mean +- std; its
 table is what the one-seed demo compares itself with.
 """
+import argparse
 import csv
 import os
 import os.path as osp
@@ -17,9 +18,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, TextIO
 
 import numpy as np
 
-from mmfunmatch.apis.ablation import is_complete, read_records
-from mmfunmatch.datasets.digits import write_digits
+from projects.funmatch_paper.ablation import is_complete, read_records
+from projects.funmatch_paper.digits import write_digits
 
+# The checkout: the folder above projects/.
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIGS = osp.join(REPO, 'configs', 'funmatch', 'demo')
 # The committed 3-seed reference (``--seeds 0 1 2``) the one-seed demo is
@@ -349,3 +351,32 @@ def run_seeds(seeds: Sequence[int], work_root: str = 'work_dirs/demo_seeds',
     with open(osp.join(work_root, 'summary.md'), 'w') as f:
         f.write(table + '\n')
     return table
+
+
+# -- the command line (tools/demo.py) ----------------------------------------
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(
+        description='The digits demo: `python tools/demo.py [--seeds S ...] '
+        '[--work-dir DIR]`.')
+    parser.add_argument('--work-dir', help='default work_dirs/demo, or '
+                        'work_dirs/demo_seeds with several seeds')
+    parser.add_argument('--data-root', default='data/digits')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument('--epochs', type=int,
+                        help='student epochs (default: the configs)')
+    parser.add_argument('--teacher-epochs', type=int)
+    args = parser.parse_args(argv)
+    start = time.time()
+    if len(args.seeds) == 1:
+        work_dir = args.work_dir or 'work_dirs/demo'
+        table = run_demo(work_dir, args.data_root, args.epochs,
+                         args.teacher_epochs, seed=args.seeds[0])
+        print('\n' + table)
+        print(f'\ncurves: {work_dir}/demo_curves.png')
+    else:
+        work_dir = args.work_dir or 'work_dirs/demo_seeds'
+        table = run_seeds(args.seeds, work_dir, args.data_root, args.epochs,
+                          args.teacher_epochs)
+        print('\n' + table)
+        print(f'\nper run: {work_dir}/runs.csv')
+    print(f'total wall time: {time.time() - start:.0f} s')

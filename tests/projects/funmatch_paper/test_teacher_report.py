@@ -1,8 +1,8 @@
-"""The teacher report: calibration against hand computations, the
-label-smoothing rule on synthetic logits and on two teachers trained here on
-digits (one with label smoothing, one without), and the tool end to end."""
+"""The teacher report (projects/funmatch_paper/teacher_report.py): its mixed
+and low-resolution inputs, the label-smoothing rule on two teachers trained
+here on digits (one with label smoothing, one without), and the tool end to
+end. The measures themselves: tests/evaluation/test_calibration.py."""
 import glob
-import math
 import os
 import os.path as osp
 import subprocess
@@ -12,175 +12,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from mmfunmatch.evaluation.teacher_report import (
-    calibration, expected_calibration_error, fit_temperature,
-    label_smoothing_fingerprint, mix_rolled, nll, recommend_tau,
-    reliability_bins, teacher_report, via_size)
+from projects.funmatch_paper.teacher_report import (mix_rolled,
+                                                    teacher_report, via_size)
 from tests.conftest import REPO
 
 DEMO = osp.join(REPO, 'configs', 'funmatch', 'demo')
-
-
-def two_class_logits(p: float) -> list:
-    """Logits whose softmax gives class 0 probability ``p``."""
-    return [math.log(p / (1 - p)), 0.0]
-
-
-# -- calibration -------------------------------------------------------------
-def test_ece_matches_hand_computation():
-    # Confidences 0.95, 0.95 (one right, one wrong) and 0.55, 0.55 (both
-    # right): ECE = 0.5 * |0.5 - 0.95| + 0.5 * |1 - 0.55| = 0.45.
-    logits = torch.tensor([two_class_logits(0.95)] * 2 +
-                          [two_class_logits(0.55)] * 2)
-    labels = torch.tensor([0, 1, 0, 0])
-    probs = logits.softmax(1)
-    assert expected_calibration_error(probs, labels) == pytest.approx(0.45)
-    bins = reliability_bins(probs, labels)
-    # 0.95 lies in (14/15, 1], 0.55 in (8/15, 9/15].
-    assert bins['count'].tolist() == [0] * 8 + [2] + [0] * 5 + [2]
-    assert bins['accuracy'][14] == pytest.approx(0.5)
-    assert bins['confidence'][8] == pytest.approx(0.55)
-    assert np.isnan(bins['accuracy'][0])
-
-
-def test_confidence_one_goes_to_the_last_bin():
-    probs = torch.tensor([[1.0, 0.0], [0.5, 0.5]], dtype=torch.float64)
-    bins = reliability_bins(probs, torch.tensor([0, 0]))
-    # 0.5 lies in (7/15, 8/15].
-    assert bins['count'][14] == 1 and bins['count'][7] == 1
-
-
-def test_nll_matches_hand_computation():
-    logits = torch.tensor([[math.log(3.0), 0.0]])
-    labels = torch.tensor([0])
-    assert nll(logits, labels) == pytest.approx(-math.log(0.75))
-    # At T = 2 the odds are sqrt(3) : 1.
-    s3 = math.sqrt(3.0)
-    assert nll(logits, labels, 2.0) == pytest.approx(-math.log(s3 / (s3 + 1)))
-
-
-def calibrated_sample(n: int = 20000, num_classes: int = 10, seed: int = 0):
-    """Logits and labels drawn from the logits' own softmax: calibrated."""
-    g = torch.Generator().manual_seed(seed)
-    logits = 2.0 * torch.randn(n, num_classes, generator=g,
-                               dtype=torch.float64)
-    labels = torch.multinomial(logits.softmax(1), 1, generator=g)[:, 0]
-    return logits, labels
-
-
-def test_calibrated_data_has_small_ece_and_unit_temperature():
-    logits, labels = calibrated_sample()
-    ece = expected_calibration_error(logits.softmax(1), labels)
-    assert ece < 0.015  # sampling noise only
-    t, at_bound = fit_temperature(logits, labels)
-    assert t == pytest.approx(1.0, abs=0.04) and not at_bound
-
-
-def test_logits_scaled_by_three_fit_temperature_three():
-    logits, labels = calibrated_sample(seed=1)
-    result = calibration(3.0 * logits, labels)
-    assert result['temperature'] == pytest.approx(3.0, rel=0.04)
-    assert result['before']['ece'] > 0.1  # over-confident
-    assert result['after']['ece'] < 0.015
-    assert result['after']['nll'] < result['before']['nll']
-    # Scaling does not change the top-1.
-    assert result['after']['accuracy'] == result['before']['accuracy']
-
-
-def test_fit_is_the_nll_minimum():
-    logits, labels = calibrated_sample(n=3000, seed=2)
-    logits = 0.4 * logits  # under-confident
-    t, _ = fit_temperature(logits, labels)
-    assert t == pytest.approx(0.4, rel=0.1)
-    for other in (0.9 * t, 1.1 * t):
-        assert nll(logits, labels, t) < nll(logits, labels, other)
-
-
-def test_separable_data_fits_at_the_bound():
-    logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
-    t, at_bound = fit_temperature(logits, torch.tensor([0, 1]))
-    assert at_bound and t < 0.02
-
-
-# -- the label-smoothing rule on synthetic logits -------------------------
-G_STAR = math.log(91.0)  # eps = 0.1, C = 10: log(1 + 10 * 0.9 / 0.1)
-
-
-def smoothed_logits(n: int = 400, num_classes: int = 10, seed: int = 0,
-                    converged: bool = False):
-    """Samples part-way (``c`` in [0, 1]) to the smoothing optimum: the
-    further along, the closer the gap to g* and the flatter the others."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, num_classes, (n, ), generator=g)
-    c = torch.ones(n) if converged else torch.rand(n, generator=g)
-    logits = (0.5 * (1 - c) + 0.05)[:, None] * torch.randn(
-        n, num_classes, generator=g)
-    others = ~F.one_hot(labels, num_classes).bool()
-    mean_others = (logits * others).sum(1) / (num_classes - 1)
-    logits[torch.arange(n), labels] = mean_others + G_STAR - 1.5 * (1 - c)
-    return logits, labels
-
-
-def cross_entropy_logits(n: int = 400, num_classes: int = 10, seed: int = 0):
-    """Spread non-target logits; samples differ in scale (feature norm)."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, num_classes, (n, ), generator=g)
-    logits = 1.5 * torch.randn(n, num_classes, generator=g)
-    logits[torch.arange(n), labels] = 9.0
-    return logits * (0.5 + torch.rand(n, 1, generator=g)), labels
-
-
-def test_partly_converged_smoothing_is_flagged():
-    logits, labels = smoothed_logits()
-    fp = label_smoothing_fingerprint(logits, labels)
-    assert fp['flagged'], fp['reason']
-    assert fp['uniformity_median'] > 0.95
-    assert fp['gap_spread_corr'] < -0.5
-    assert recommend_tau(fp, 1.7)[0] == 1.0
-
-
-def test_implied_eps_inverts_the_smoothing_gap():
-    logits, labels = smoothed_logits(converged=True)
-    fp = label_smoothing_fingerprint(logits, labels)
-    assert fp['gap_median'] == pytest.approx(G_STAR, rel=1e-4)
-    assert fp['eps_implied'] == pytest.approx(0.1, rel=1e-3)
-    assert fp['uniformity_median'] > 0.99
-
-
-def test_cross_entropy_shape_is_not_flagged_at_any_temperature():
-    logits, labels = cross_entropy_logits()
-    fp = label_smoothing_fingerprint(logits, labels)
-    assert not fp['flagged'] and fp['uniformity_median'] < 0.9
-    assert fp['gap_spread_corr'] > 0.5
-    # Divided by a temperature the non-target probabilities get flat, but
-    # the gap and the spread still grow together: not flagged.
-    cooled = label_smoothing_fingerprint(logits / 6.0, labels)
-    assert cooled['uniformity_median'] > 0.95
-    assert cooled['gap_spread_corr'] == pytest.approx(fp['gap_spread_corr'])
-    assert not cooled['flagged'] and 'small logit scale' in cooled['reason']
-
-
-def test_untrained_model_is_not_flagged():
-    g = torch.Generator().manual_seed(0)
-    logits = 0.05 * torch.randn(500, 10, generator=g)
-    labels = logits.argmax(1)  # score it on the images it "gets right"
-    fp = label_smoothing_fingerprint(logits, labels)
-    assert fp['uniformity_median'] > 0.99 and not fp['flagged']
-
-
-def test_too_few_correct_predictions_are_undetermined():
-    logits, labels = smoothed_logits(n=15)
-    fp = label_smoothing_fingerprint(logits, labels)
-    assert not fp['flagged'] and fp['reason'].startswith('undetermined')
-
-
-def test_tau_for_a_plain_teacher_follows_its_temperature():
-    fp = dict(flagged=False)
-    assert recommend_tau(fp, 0.5)[0] == 1.0
-    assert recommend_tau(fp, 1.8)[0] == 2.0
-    assert recommend_tau(fp, 4.0)[0] == 5.0
 
 
 def test_mixing_rolls_the_batch_by_one():
@@ -195,10 +32,29 @@ def test_mixing_rolls_the_batch_by_one():
     img = torch.rand(2, 3, 16, 16)
     assert via_size(img, (8, 8)).shape == img.shape
     assert torch.equal(via_size(img, (16, 16)), img)
-    # A constant image survives the round trip.
+    # A constant image survives the round trip (up to the rounding of the
+    # interpolation weights, a few ulp: allclose allows ~80).
     flat = torch.full((1, 3, 16, 16), 0.3)
     assert torch.allclose(via_size(flat, (8, 8)), flat)
 
+
+
+def test_mixed_inputs_are_uniform_mixups():
+    """The report queries the teacher on what training feeds it: at the
+    weight UniformMixup drew, its mixed batch and the report's are the same
+    tensor, bit for bit."""
+    from mmfunmatch.models.batch_augments import UniformMixup
+    x = torch.randn(5, 3, 8, 8)
+    for seed in range(4):
+        mixup = UniformMixup(seed=seed)
+        expected, _ = mixup(x)
+        lam = mixup.last_lam.item()
+        assert torch.equal(mix_rolled(x, lam), expected)
+        assert torch.allclose(mix_rolled(x, lam),
+                              lam * x + (1 - lam) * x.roll(1, 0))
+    # A last val batch of one image is mixed with itself.
+    one = x[:1]
+    assert torch.allclose(mix_rolled(one, 0.75), one)
 
 # -- two teachers trained on digits -------------------------------------------
 WIDTH = 8
@@ -289,10 +145,27 @@ def teachers(digits_root, tmp_path_factory):
     return out
 
 
+# The teachers are trained on this machine's kernels: another CPU rounds
+# differently and ends on another trajectory, like another seed. Their
+# statistics are reported (printed) and only asserted with margins that hold
+# across 9 training seeds and across ISA settings (ATEN_CPU_CAPABILITY=avx2,
+# ONEDNN_MAX_CPU_ISA=AVX2): ranges measured there are given in the comments.
+def _print_fingerprint(name: str, report: dict) -> None:
+    fp, calib = report['fingerprint'], report['calibration']
+    print(f'{name} teacher: val top-1 {calib["before"]["accuracy"]:.3f}, '
+          f'T {calib["temperature"]:.3f}, median uniformity '
+          f'{fp["uniformity_median"]:.3f}, gap-spread rank corr. '
+          f'{fp["gap_spread_corr"]:+.3f}, median gap {fp["gap_median"]:.2f}, '
+          f'implied eps {fp["eps_implied"]:.3f}')
+
+
 def test_trained_teachers_label_smoothing_flag(teachers):
     plain = teacher_report(teachers['plain']['cfg'],
                            teachers['plain']['ckpt'],
                            str(teachers['work'] / 'plain_report'))
+    _print_fingerprint('plain', plain)
+    # Far from chance (0.1) and enough for the fingerprint's premise:
+    # 0.982-0.990 over the seeds.
     assert plain['calibration']['before']['accuracy'] > 0.9
     assert not plain['fingerprint']['flagged'], plain['fingerprint']['reason']
     assert plain['verdict'].startswith('no label-smoothing fingerprint')
@@ -300,14 +173,23 @@ def test_trained_teachers_label_smoothing_flag(teachers):
     smoothed = teacher_report(teachers['smoothed']['cfg'],
                               teachers['smoothed']['ckpt'],
                               str(teachers['work'] / 'smoothed_report'))
+    _print_fingerprint('smoothed', smoothed)
     fp = smoothed['fingerprint']
-    assert smoothed['calibration']['before']['accuracy'] > 0.9
+    assert smoothed['calibration']['before']['accuracy'] > 0.9  # 0.982-0.994
     assert fp['flagged'], fp['reason']
-    assert fp['gap_spread_corr'] < 0 < plain['fingerprint']['gap_spread_corr']
+    # The sign of the plain teacher's correlation is not asserted: after 5
+    # epochs it sits near 0 (-0.09 to +0.24 over the seeds). The smoothed
+    # teacher's lies 0.41-0.58 below it.
+    assert fp['gap_spread_corr'] < plain['fingerprint']['gap_spread_corr']
     assert smoothed['tau'] == 1.0
     assert 'LABEL-SMOOTHED' in smoothed['verdict']
-    # Smoothing caps the gap near log(91) = 4.5; cross-entropy runs past it.
-    assert fp['gap_median'] < 6.0 < plain['fingerprint']['gap_median']
+    # Smoothing eps = 0.1 pins the gap at g* = log(91) = 4.51 (the loss's
+    # optimum): the implied eps is the true one within a factor of 2
+    # (0.081-0.092 over the seeds). Cross-entropy has no finite optimum and
+    # runs past it (median gap 7.6-8.1 against 4.6-4.7).
+    assert 0.05 < fp['eps_implied'] < 0.2
+    assert plain['fingerprint']['gap_median'] > fp['gap_median'] + 1.0
+    # Flatter non-target floor: 0.967-0.976 against 0.816-0.860.
     assert fp['uniformity_median'] > plain['fingerprint']['uniformity_median']
 
     # Both reports are written in full.
@@ -319,10 +201,12 @@ def test_trained_teachers_label_smoothing_flag(teachers):
     # The mixed queries: clean accuracy is the report's accuracy, mixing
     # raises the teacher's entropy.
     rows = {r['lam']: r for r in plain['queries']}
+    # The same logits counted twice: an identity.
     assert rows[1.0]['acc_dominant'] == pytest.approx(
         plain['calibration']['before']['accuracy'])
+    # 0.64-0.78 nats against 0.10-0.15 over the seeds.
     assert rows[0.5]['entropy'] > rows[1.0]['entropy']
-    assert rows[0.75]['acc_either'] >= rows[0.75]['acc_dominant']
+    assert rows[0.75]['acc_either'] >= rows[0.75]['acc_dominant']  # superset
 
 
 def test_distiller_config_reports_its_first_teacher(teachers):
@@ -341,6 +225,9 @@ def test_distiller_config_reports_its_first_teacher(teachers):
     report = teacher_report(
         osp.join(DEMO, 'digits_funmatch_student.py'),
         teachers['plain']['ckpt'], lams=(1.0, 0.5), cfg_options=opts)
+    # The same teacher on the same pixels: the logits differ by float
+    # rounding only (another normalisation and batching), so the numbers
+    # agree far inside these tolerances (equal to 4 digits on every seed).
     assert report['calibration']['before']['accuracy'] == pytest.approx(
         plain['calibration']['before']['accuracy'], abs=0.005)
     assert report['calibration']['temperature'] == pytest.approx(
@@ -349,7 +236,9 @@ def test_distiller_config_reports_its_first_teacher(teachers):
     assert inputs == {'teacher size', 'student size 8x8'}
     low = [r for r in report['queries']
            if r['input'] == 'student size 8x8' and r['lam'] == 1.0][0]
-    assert 0.1 < low['acc_dominant'] <= 1.0
+    print(f'plain teacher at 8x8: top-1 {low["acc_dominant"]:.3f}')
+    # Well above chance (0.1): 0.74-0.97 over the seeds.
+    assert low['acc_dominant'] > 0.3
 
 
 def test_tool_writes_the_report(teachers):
