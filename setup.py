@@ -1,8 +1,11 @@
-"""Install mmfunmatch with the OpenMMLab stack pinned to versions that work together.
+"""Install mmfunmatch with the OpenMMLab stack pinned to versions that work
+together.
 
 See the README's "Supported stack and known limits" and mmfunmatch/compat.py
-for why each pin
-is what it is.
+for why each pin is what it is. The package is mmfunmatch alone; the
+experiments in projects/ are used from the checkout through tools/ and need
+the ``tools`` extra (``pip install -e '.[tools]'``; ``.[tests]`` includes
+it).
 """
 from setuptools import find_packages, setup
 
@@ -19,10 +22,11 @@ INSTALL_REQUIRES = [
     'pytorch-optimizer>=3.0',  # ScalableShampoo
     'safetensors',
     'opencv-python-headless',
-    'scikit-learn',
-    'matplotlib',
-    'tqdm',
 ]
+# projects/funmatch_paper (tools/demo.py, ablation_study.py, ...): the digits
+# data set, figures, progress bars.
+TOOLS_REQUIRE = ['scikit-learn', 'matplotlib', 'tqdm']
+TESTS_REQUIRE = ['pytest', 'pytest-timeout', 'scikit-image'] + TOOLS_REQUIRE
 
 setup(
     name='mmfunmatch',
@@ -31,5 +35,5 @@ setup(
     packages=find_packages(include=['mmfunmatch', 'mmfunmatch.*']),
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'tests': ['pytest', 'pytest-timeout', 'scikit-image']},
+    extras_require={'tools': TOOLS_REQUIRE, 'tests': TESTS_REQUIRE},
 )
