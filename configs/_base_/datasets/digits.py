@@ -1,4 +1,4 @@
-# scikit-learn's digits as an image folder (mmfunmatch.datasets.digits;
+# scikit-learn's digits as an image folder (projects/funmatch_paper/digits.py;
 # written by `python tools/prepare_digits.py data/digits`): 32 px RGB PNG
 # files, seen by the models at 16 px (the source digits are 8 x 8) to keep
 # the demo within minutes on two CPU cores.
