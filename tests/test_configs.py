@@ -32,6 +32,7 @@ from mmfunmatch.apis.validate import validate_config
 from mmfunmatch.datasets.stored_teacher import (sample_key,
                                                 save_stored_teacher)
 from mmfunmatch.models.losses import KLDivergenceT
+from mmfunmatch.models.teacher_spec import teacher_specs
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs', 'funmatch')
@@ -144,13 +145,13 @@ def _shrink(size):
 def tiny_options(cfg: Config) -> Dict[str, object]:
     """The cfg options that make one training step cheap."""
     opts = {}
-    for i, t in enumerate(cfg.model.get('teachers', [])):
-        opts[f'model.teachers.{i}.checkpoint'] = None
-        if t.get('size'):
-            opts[f'model.teachers.{i}.size'] = _shrink(t['size'])
-        if t['model'].get('model_name') == 'resnetv2_152x2_bit':
-            opts[f'model.teachers.{i}.model'] = dict(
-                TINY_TEACHER, num_classes=t['model']['num_classes'])
+    for t in teacher_specs(cfg.model.get('teachers') or []):
+        opts[f'{t.key}.checkpoint'] = None
+        if t.size:
+            opts[f'{t.key}.size'] = _shrink(t.size)
+        if t.model.get('model_name') == 'resnetv2_152x2_bit':
+            opts[f'{t.key}.model'] = dict(
+                TINY_TEACHER, num_classes=t.model['num_classes'])
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         opts[f'{split}.batch_size'] = 2
         opts[f'{split}.num_workers'] = 0
@@ -299,7 +300,7 @@ def test_shampoo_config_is_the_papers_and_decays_to_the_last_step(tmp_path):
 def test_main_config_builds_the_real_models():
     """BiT-M-R152x2 teacher and BiT-R50x1 student at their real size."""
     cfg = load(MAIN)
-    cfg.model.teachers[0].checkpoint = None
+    cfg.model.teachers.bit.checkpoint = None
     model = MODELS.build(cfg.model)
     n = [sum(p.numel() for p in m.parameters())
          for m in (model.teachers[0], model.student)]
@@ -316,9 +317,10 @@ def test_main_config_is_the_papers_recipe():
     assert m.type == 'FunMatchDistiller'
     assert m.student.model_name == 'resnetv2_50x1_bit'
     assert m.student.pretrained is False
-    assert [t.model.model_name for t in m.teachers] == ['resnetv2_152x2_bit']
-    assert m.teachers[0].size == 224
-    assert m.teachers[0].checkpoint == cfg.teacher_checkpoint
+    teachers = teacher_specs(m.teachers)
+    assert [t.model.model_name for t in teachers] == ['resnetv2_152x2_bit']
+    assert teachers[0].size == 224
+    assert teachers[0].checkpoint == cfg.teacher_checkpoint
     assert m.distill_loss == dict(type='KLDivergenceT', tau=1.0)
     assert m.data_preprocessor.batch_augments.type == 'UniformMixup'
     assert m.get('label_loss') is None
@@ -414,9 +416,10 @@ def test_small_data_config_matches_the_paper(name):
     assert f'{top1:.2f}' in open(path).read()  # the paper's number, quoted
     m = cfg.model
     assert m.student.num_classes == classes
-    assert [t.model.num_classes for t in m.teachers] == [classes]
-    assert [t.size for t in m.teachers] == [128]
-    assert m.teachers[0].checkpoint.endswith('128.npz')
+    teachers = teacher_specs(m.teachers)
+    assert [t.model.num_classes for t in teachers] == [classes]
+    assert [t.size for t in teachers] == [128]
+    assert teachers[0].checkpoint.endswith('128.npz')
     assert m.distill_loss.tau == tau
     assert m.data_preprocessor.batch_augments.type == 'UniformMixup'
     opt = cfg.optim_wrapper.optimizer

@@ -18,7 +18,7 @@ Examples::
     # BiT R152x2 -> R50x1 at 64 px, batch 4, on 64 generated photographs
     python tools/benchmark.py configs/funmatch/r50_bit152x2_imagenet.py \
         --batch-size 4 --photo-data 64 --cfg-options \
-        model.teachers.0.checkpoint=None model.teachers.0.size=64 \
+        model.teachers.bit.checkpoint=None model.teachers.bit.size=64 \
         train_dataloader.dataset.pipeline.1.student_size=64 \
         train_dataloader.dataset.pipeline.1.teacher_sizes=[64]
 """

@@ -24,14 +24,8 @@ teacher_checkpoint = ('checkpoints/resnetv2_152x2_bit.goog_teacher_in21k_'
 student_size = 224
 teacher_sizes = [384]
 
-model = dict(teachers=[
-    dict(
-        model={{_base_.bit_r152x2_teacher_model}},
-        checkpoint=teacher_checkpoint,
-        mean={{_base_.bit_teacher_mean}},
-        std={{_base_.bit_teacher_std}},
-        size=384),
-])
+model = dict(teachers=dict(bit=dict(checkpoint=teacher_checkpoint,
+                                    size=384)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

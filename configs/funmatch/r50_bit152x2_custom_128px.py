@@ -37,18 +37,18 @@ model = dict(
         model_name='resnetv2_50x1_bit',
         pretrained=False,
         num_classes=num_classes),
-    teachers=[
-        dict(
-            model=dict(
-                type='TimmClassifier',
-                model_name='resnetv2_152x2_bit',
-                pretrained=False,
-                num_classes=num_classes),
-            checkpoint=teacher_checkpoint,
-            mean={{_base_.bit_teacher_mean}},
-            std={{_base_.bit_teacher_std}},
-            size=128),
-    ],
+    # Named teachers (a dict): a per-dataset config sets the class count
+    # and the weight file by name.
+    teachers=dict(bit=dict(
+        model=dict(
+            type='TimmClassifier',
+            model_name='resnetv2_152x2_bit',
+            pretrained=False,
+            num_classes=num_classes),
+        checkpoint=teacher_checkpoint,
+        mean={{_base_.bit_teacher_mean}},
+        std={{_base_.bit_teacher_std}},
+        size=128)),
     distill_loss=dict(type='KLDivergenceT', tau=10.0),
     teacher_combine='mean_logits',
     data_preprocessor=dict(

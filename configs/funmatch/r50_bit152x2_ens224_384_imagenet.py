@@ -18,28 +18,20 @@
 # multi-teacher loss).
 _base_ = ['./r50_bit152x2_imagenet.py']
 
-teacher_checkpoint_224 = ('checkpoints/resnetv2_152x2_bit.goog_teacher_in21k_'
-                          'ft_in1k.safetensors')
 teacher_checkpoint_384 = ('checkpoints/resnetv2_152x2_bit.goog_teacher_in21k_'
                           'ft_in1k_384.safetensors')
 student_size = 224
 teacher_sizes = [224, 384]
 
+# The base's 224 px teacher ('bit') stays; the 384 px one is added after it
+# (teacher order = teacher_sizes order).
 model = dict(
-    teachers=[
-        dict(
-            model={{_base_.bit_r152x2_teacher_model}},
-            checkpoint=teacher_checkpoint_224,
-            mean={{_base_.bit_teacher_mean}},
-            std={{_base_.bit_teacher_std}},
-            size=224),
-        dict(
-            model={{_base_.bit_r152x2_teacher_model}},
-            checkpoint=teacher_checkpoint_384,
-            mean={{_base_.bit_teacher_mean}},
-            std={{_base_.bit_teacher_std}},
-            size=384),
-    ],
+    teachers=dict(bit384=dict(
+        model={{_base_.bit_r152x2_teacher_model}},
+        checkpoint=teacher_checkpoint_384,
+        mean={{_base_.bit_teacher_mean}},
+        std={{_base_.bit_teacher_std}},
+        size=384)),
     teacher_combine='mean_logits')
 
 train_pipeline = [

@@ -24,18 +24,8 @@ teacher_checkpoint = 'checkpoints/R152x2_T_food128.npz'
 
 model = dict(
     student=dict(num_classes=num_classes),
-    teachers=[
-        dict(
-            model=dict(
-                type='TimmClassifier',
-                model_name='resnetv2_152x2_bit',
-                pretrained=False,
-                num_classes=num_classes),
-            checkpoint=teacher_checkpoint,
-            mean={{_base_.bit_teacher_mean}},
-            std={{_base_.bit_teacher_std}},
-            size=128),
-    ],
+    teachers=dict(bit=dict(model=dict(num_classes=num_classes),
+                           checkpoint=teacher_checkpoint)),
     distill_loss=dict(tau=5.0))
 
 train_dataloader = dict(dataset=dict(

@@ -41,14 +41,13 @@ model = dict(
     _delete_=True,
     type='FunMatchDistiller',
     student={{_base_.model}},
-    teachers=[
-        dict(
-            model={{_base_.bit_r152x2_teacher_model}},
-            checkpoint=teacher_checkpoint,
-            mean={{_base_.bit_teacher_mean}},
-            std={{_base_.bit_teacher_std}},
-            size=224),
-    ],
+    # Named teachers (a dict): a derived config changes or adds one by name.
+    teachers=dict(bit=dict(
+        model={{_base_.bit_r152x2_teacher_model}},
+        checkpoint=teacher_checkpoint,
+        mean={{_base_.bit_teacher_mean}},
+        std={{_base_.bit_teacher_std}},
+        size=224)),
     distill_loss=dict(type='KLDivergenceT', tau=1.0),
     teacher_combine='mean_logits',
     data_preprocessor=dict(

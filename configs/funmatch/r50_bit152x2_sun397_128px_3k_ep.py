@@ -28,18 +28,8 @@ teacher_checkpoint = 'checkpoints/R152x2_T_sun128.npz'
 
 model = dict(
     student=dict(num_classes=num_classes),
-    teachers=[
-        dict(
-            model=dict(
-                type='TimmClassifier',
-                model_name='resnetv2_152x2_bit',
-                pretrained=False,
-                num_classes=num_classes),
-            checkpoint=teacher_checkpoint,
-            mean={{_base_.bit_teacher_mean}},
-            std={{_base_.bit_teacher_std}},
-            size=128),
-    ],
+    teachers=dict(bit=dict(model=dict(num_classes=num_classes),
+                           checkpoint=teacher_checkpoint)),
     distill_loss=dict(tau=10.0))
 
 train_pipeline = [

@@ -4,7 +4,7 @@
 #
 # Use in a distillation config (teachers are entries of FunMatchDistiller):
 #     _base_ = [..., '../_base_/models/bit_r152x2_teacher.py']
-#     model = dict(..., teachers=[{{_base_.bit_r152x2_teacher}}])
+#     model = dict(..., teachers=dict(bit={{_base_.bit_r152x2_teacher}}))
 # or build your own entry from `bit_r152x2_teacher_model`,
 # `bit_teacher_mean` and `bit_teacher_std`.
 #
