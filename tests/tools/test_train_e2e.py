@@ -64,7 +64,14 @@ def test_student_learns_the_teacher(trained):
              f'model.teachers.0.checkpoint={trained["teacher"]}')
     with open(out) as f:
         metrics = json.load(f)
-    assert metrics['accuracy/top1'] > 50  # chance is 10
+    print(f"student top-1 {metrics['accuracy/top1']:.1f} %, agreement with "
+          f"the teacher {metrics['teacher/agreement']:.1f} %")
+    # Trained here, so on this CPU's rounding: another CPU takes another
+    # trajectory, as another seed does. Over seeds 0-3 and with other
+    # kernels (ATEN_CPU_CAPABILITY=avx2 / default, ONEDNN_MAX_CPU_ISA=AVX2 /
+    # SSE41) top-1 was 81.0-87.6 and agreement 87.8-90.2 (seed spread ~2):
+    # 50 is far below both and far above chance (10).
+    assert metrics['accuracy/top1'] > 50
     assert metrics['teacher/agreement'] > 50
 
 
@@ -116,4 +123,7 @@ def test_exported_student_runs_without_mmfunmatch(trained):
     # The inferencer's progress bar shares stdout; take our marked line.
     exported = json.loads(proc.stdout.rsplit('PREDS=', 1)[1].splitlines()[0])
     same = sum(a == b for a, b in zip(reference, exported))
+    # Same weights, same pixels (square digits: ResizeEdge + CenterCrop is the
+    # eval view), other batching: only a near-tie within float rounding could
+    # flip; one is allowed.
     assert same >= len(images) - 1, (reference, exported)
