@@ -68,6 +68,19 @@ def setting_of(config: str) -> str:
     return osp.splitext(osp.basename(config))[0]
 
 
+def schedule_options(epochs: int) -> List[str]:
+    """``--cfg-options`` that shorten a demo config's epoch schedule
+    (warm-up a tenth, then the cosine to the end) to ``epochs``, with one
+    validation and one checkpoint at the end."""
+    warmup = max(1, epochs // 10)
+    return [f'train_cfg.max_epochs={epochs}',
+            f'train_cfg.val_interval={epochs}',
+            f'default_hooks.checkpoint.interval={epochs}',
+            f'param_scheduler.0.end={warmup}',
+            f'param_scheduler.1.begin={warmup}',
+            f'param_scheduler.1.end={epochs}']
+
+
 def _slug(setting: str) -> str:
     return setting.replace('/', '_')
 
@@ -405,13 +418,7 @@ class Study:
                 f'train_dataloader.num_workers={self.num_workers}',
                 f'val_dataloader.num_workers={self.num_workers}']
         if self.teacher_epochs:
-            warmup = max(1, epochs // 10)
-            opts += [f'train_cfg.max_epochs={epochs}',
-                     f'train_cfg.val_interval={epochs}',
-                     f'default_hooks.checkpoint.interval={epochs}',
-                     f'param_scheduler.0.end={warmup}',
-                     f'param_scheduler.1.begin={warmup}',
-                     f'param_scheduler.1.end={epochs}']
+            opts += schedule_options(epochs)
         cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'),
                TEACHER_CONFIG, '--work-dir', work, '--resume',
                '--cfg-options'] + opts

@@ -18,7 +18,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, TextIO
 
 import numpy as np
 
-from projects.funmatch_paper.ablation import is_complete, read_records
+from projects.funmatch_paper.ablation import (is_complete, read_records,
+                                              schedule_options)
 from projects.funmatch_paper.digits import write_digits
 
 # The checkout: the folder above projects/.
@@ -144,13 +145,7 @@ def run_seed(work_root: str, data_root: str, seed: int = 0,
                 f'randomness.seed={seed}']
         n = teacher_epochs if name == 'teacher' else epochs
         if n is not None:
-            warmup = max(1, n // 10)
-            opts += [f'train_cfg.max_epochs={n}',
-                     f'train_cfg.val_interval={n}',
-                     f'default_hooks.checkpoint.interval={n}',
-                     f'param_scheduler.0.end={warmup}',
-                     f'param_scheduler.1.begin={warmup}',
-                     f'param_scheduler.1.end={n}']
+            opts += schedule_options(n)
         else:
             n = _config_epochs(config)
         if teacher_ckpt is not None:
