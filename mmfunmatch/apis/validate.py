@@ -16,6 +16,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, Runner
 
 from mmfunmatch.models.teacher_spec import TeacherSpec, teacher_specs
+from mmfunmatch.utils import dataset_chain, to_hw
 
 
 class ConfigError(ValueError):
@@ -25,9 +26,7 @@ class ConfigError(ValueError):
 def _pipeline_steps(dataloader: Optional[dict]) -> Iterator[dict]:
     if not dataloader:
         return
-    dataset = dataloader.get('dataset', {})
-    while 'dataset' in dataset:  # wrappers such as RepeatDataset
-        dataset = dataset['dataset']
+    dataset = dataset_chain(dataloader.get('dataset', {}))[-1]
     yield from dataset.get('pipeline', []) or []
 
 
@@ -37,10 +36,6 @@ def _head_classes(model_cfg: dict) -> Optional[int]:
         if isinstance(n, int):
             return n
     return None
-
-
-def _as_hw(size) -> tuple:
-    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _stored_teacher_errors(cfg: Config) -> List[str]:
@@ -108,7 +103,7 @@ def _fixed_input_size(model_cfg: dict) -> Optional[tuple]:
     for owner in (model_cfg, model_cfg.get('backbone') or {}):
         size = owner.get('img_size') if isinstance(owner, dict) else None
         if isinstance(size, (int, list, tuple)):
-            return _as_hw(size)
+            return to_hw(size)
     return None
 
 
@@ -116,9 +111,9 @@ def _train_input_size(train_dl: Optional[dict]) -> Optional[tuple]:
     """The student's training input size from a plain mmpretrain pipeline."""
     for step in _pipeline_steps(train_dl):
         if step.get('type') == 'RandomResizedCrop' and 'scale' in step:
-            return _as_hw(step['scale'])
+            return to_hw(step['scale'])
         if step.get('type') == 'CenterCrop' and 'crop_size' in step:
-            return _as_hw(step['crop_size'])
+            return to_hw(step['crop_size'])
     return None
 
 
@@ -153,7 +148,7 @@ def _check_input_sizes(cfg: Config, errors: List[str]) -> None:
             continue
         fixed = _fixed_input_size(model.get('student', {}))
         size = step.get('student_size')
-        if None not in (fixed, size) and fixed != _as_hw(size):
+        if None not in (fixed, size) and fixed != to_hw(size):
             errors.append(
                 f'the student is built for {fixed} px inputs but '
                 f'ConsistentView gives it {size} px; set student_size to '
@@ -161,7 +156,7 @@ def _check_input_sizes(cfg: Config, errors: List[str]) -> None:
         for i, (size, t) in enumerate(
                 zip(step.get('teacher_sizes', []), teachers)):
             fixed = _fixed_input_size(t.model)
-            if None not in (fixed, size) and fixed != _as_hw(size):
+            if None not in (fixed, size) and fixed != to_hw(size):
                 errors.append(
                     f'{t.key} is built for {fixed} px inputs but '
                     f'ConsistentView gives it {size} px; set '
@@ -371,7 +366,7 @@ def validate_config(cfg: Config) -> None:
                     f'views for {len(teachers)} teachers; give one '
                     f'teacher_sizes entry per teacher.')
             for i, (size, t) in enumerate(zip(sizes, teachers)):
-                if t.size is not None and _as_hw(size) != _as_hw(t.size):
+                if t.size is not None and to_hw(size) != to_hw(t.size):
                     errors.append(
                         f'{split}: ConsistentView gives teacher {i} '
                         f'{size} px but {t.key}.size is {t.size}; make '
@@ -415,10 +410,7 @@ def validate_config(cfg: Config) -> None:
         dl = cfg.get(split)
         if not dl:
             continue
-        dataset = dl.get('dataset', {})
-        while 'dataset' in dataset:
-            dataset = dataset['dataset']
-        root = dataset.get('data_root')
+        root = dataset_chain(dl.get('dataset', {}))[-1].get('data_root')
         if root and not osp.isdir(root):
             errors.append(
                 f'{split}: data_root {root!r} does not exist. Point '

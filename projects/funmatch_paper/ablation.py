@@ -31,6 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mmfunmatch.utils import dataset_chain
+
 # The checkout: the folder above projects/.
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ABLATION_CONFIGS = osp.join(REPO, 'configs', 'funmatch', 'ablation')
@@ -96,14 +98,6 @@ def parse_cfg_options(options: Optional[Sequence[str]]) -> dict:
     DictAction(option_strings=['--cfg-options'], dest='opts')(None, ns,
                                                               list(options))
     return ns.opts
-
-
-def _dataset_chain(dataset: dict) -> List[dict]:
-    """A data set config and every data set it wraps, outermost first."""
-    chain = [dataset]
-    while 'dataset' in chain[-1]:
-        chain.append(chain[-1]['dataset'])
-    return chain
 
 
 @dataclass(frozen=True)
@@ -253,7 +247,7 @@ class Study:
 
         import mmfunmatch  # noqa: F401
         init_default_scope('mmpretrain')
-        inner = copy.deepcopy(_dataset_chain(cfg.train_dataloader.dataset)[-1])
+        inner = copy.deepcopy(dataset_chain(cfg.train_dataloader.dataset)[-1])
         inner.update(data_root=self.data_root, pipeline=[])
         n = len(DATASETS.build(inner))
         batch = cfg.train_dataloader.batch_size
@@ -267,7 +261,7 @@ class Study:
         for config, setting in zip(self.configs, self.names):
             cfg = self._config(config)
             stored = any(d.get('type') == 'StoredTeacherDataset'
-                         for d in _dataset_chain(cfg.train_dataloader.dataset))
+                         for d in dataset_chain(cfg.train_dataloader.dataset))
             per_epoch = self._iters_per_epoch(cfg)
             for epochs in self.epochs:
                 for seed in self.seeds:
@@ -301,7 +295,7 @@ class Study:
     def run_options(self, run: Run, teacher: str) -> List[str]:
         """``--cfg-options`` of ``run``: data, teacher, seed, schedule."""
         cfg = self._config(run.config)
-        chain = _dataset_chain(cfg.train_dataloader.dataset)
+        chain = dataset_chain(cfg.train_dataloader.dataset)
         train_ds = 'train_dataloader' + '.dataset' * len(chain)
         e = run.epochs
         warmup = max(1, e // 10)  # the demo's warm-up: a tenth
@@ -433,7 +427,7 @@ class Study:
         if osp.isfile(self.ens_file):
             return self.ens_file
         cfg = self._config(config)
-        chain = _dataset_chain(cfg.train_dataloader.dataset)
+        chain = dataset_chain(cfg.train_dataloader.dataset)
         inner = 'train_dataloader' + '.dataset' * len(chain)
         cmd = [sys.executable, osp.join(REPO, 'tools',
                                         'precompute_teacher.py'), config,

@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mmfunmatch  # noqa: F401  (registers everything, applies compat)
 from mmfunmatch.models.fast_path import fast_path_fidelity
+from mmfunmatch.utils import output_logits
 
 # Dense bf16 tensor-core peaks (FLOP/s) of common training GPUs, matched
 # against torch.cuda.get_device_name(); pass `peak_flops` for others.
@@ -98,8 +99,7 @@ def _plain_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return inner
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        out = model(x, mode='tensor')
-        return out[-1] if isinstance(out, (tuple, list)) else out
+        return output_logits(model(x, mode='tensor'))
 
     return forward
 

@@ -48,6 +48,7 @@ from mmfunmatch.datasets.stored_teacher import (load_stored_teacher,
 from mmfunmatch.datasets.transforms import ConsistentView
 from mmfunmatch.models.algorithms.funmatch_distiller import combine_teachers
 from mmfunmatch.models.teacher_spec import teacher_specs
+from mmfunmatch.utils import dataset_chain, to_hw
 from mmpretrain.registry import DATASETS, MODELS
 
 DEFAULTS = dict(num_crops=1024, scale=(0.05, 1.0), ratio=(3. / 4., 4. / 3.),
@@ -77,17 +78,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def inner_dataset_cfg(cfg: Config) -> dict:
-    """The training data set inside StoredTeacherDataset (or any wrapper)."""
-    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
-    while 'dataset' in ds_cfg:
-        ds_cfg = ds_cfg['dataset']
-    return ds_cfg
-
-
 def image_dataset(cfg: Config):
     """The training images, decoded as the config decodes them, uncropped."""
-    ds_cfg = inner_dataset_cfg(cfg)
+    ds_cfg = copy.deepcopy(dataset_chain(cfg.train_dataloader.dataset)[-1])
     pipeline = ds_cfg.get('pipeline') or []
     load = [s for s in pipeline if str(s.get('type')).endswith(
         'LoadImageFromFile')] or [dict(type='LoadImageFromFile')]
@@ -111,7 +104,7 @@ def crop_settings(cfg: Config, args: argparse.Namespace) -> dict:
             raise SystemExit(f'{t.key}.size is not set; the tool renders '
                              f'each teacher\'s crops at its size.')
         size = t.size
-        sizes.append([size, size] if isinstance(size, int) else list(size))
+        sizes.append(list(to_hw(size)))
     if not sizes:
         raise SystemExit('CONFIG has no model.teachers (a FunMatchDistiller '
                          'config is needed).')
@@ -238,7 +231,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Render the crops as the student's pipeline renders its views.
     interpolation = next(
         (s.get('interpolation', 'bilinear')
-         for s in inner_dataset_cfg(cfg).get('pipeline') or []
+         for s in copy.deepcopy(dataset_chain(cfg.train_dataloader.dataset)[-1]).get('pipeline') or []
          if s.get('type') == 'ConsistentView'), 'bilinear')
     teacher = TeacherCrops(model, settings, interpolation, args.batch_size)
 

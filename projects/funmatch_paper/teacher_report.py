@@ -38,6 +38,7 @@ from mmfunmatch.evaluation.calibration import (N_BINS, calibration,
                                                label_smoothing_fingerprint,
                                                recommend_tau)
 from mmfunmatch.models.batch_augments import UniformMixup
+from mmfunmatch.utils import output_logits
 
 DEFAULT_LAMS = (1.0, 0.9, 0.75, 0.5)
 
@@ -450,11 +451,6 @@ def write_report(report: dict, out_dir: str,
 
 
 # -- the teacher of a config --------------------------------------------------
-def _output_logits(out) -> torch.Tensor:
-    # 'tensor' mode may return a tuple ending in the logits.
-    return out[-1] if isinstance(out, (tuple, list)) else out
-
-
 def load_teacher(cfg, checkpoint: Optional[str] = None,
                  device: str = 'cpu'
                  ) -> Tuple[nn.Module, Callable[[dict], Tuple[
@@ -596,7 +592,7 @@ def teacher_report(config: Union[str, 'Config'],
             yield x, labels, size
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return _output_logits(teacher(x, mode='tensor'))
+        return output_logits(teacher(x, mode='tensor'))
 
     logits, labels, rows = collect(batches(), forward, lams, max_images)
     report = analyse(logits, labels, rows, n_bins)

@@ -13,6 +13,8 @@ from mmengine.registry import RUNNERS
 
 from mmfunmatch.apis.cli import train_config
 from mmfunmatch.apis.validate import ConfigError, validate_config
+from mmfunmatch.models.teacher_spec import teacher_specs
+from mmfunmatch.utils import dataset_chain
 from tests.conftest import REPO
 
 CONFIGS = osp.join(REPO, 'configs', 'funmatch')
@@ -29,13 +31,10 @@ TINY = dict(model_name='resnetv2_18', channels=(16, 32, 64, 128),
 def _offline(cfg: Config, root: str) -> Config:
     """No teacher file, every data root ``root``: only the schedule is at
     fault."""
-    for t in cfg.model.get('teachers', []):
-        t.checkpoint = None
+    for t in teacher_specs(cfg.model.get('teachers') or []):
+        cfg.merge_from_dict({f'{t.key}.checkpoint': None})
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        ds = cfg[split].dataset
-        while 'dataset' in ds:
-            ds = ds.dataset
-        ds.data_root = root
+        dataset_chain(cfg[split].dataset)[-1].data_root = root
     return cfg
 
 
@@ -58,7 +57,7 @@ def smoke_config(tmp_path, digits_root, *options: str) -> Config:
     cfg = train_config([
         MAIN, '--work-dir', str(tmp_path / 'work'), '--no-validate',
         '--cfg-options', 'train_cfg.max_epochs=1',
-        'model.teachers.0.checkpoint=None', 'model.teachers.0.size=32',
+        'model.teachers.bit.checkpoint=None', 'model.teachers.bit.size=32',
         f'train_dataloader.dataset.data_root={digits_root}',
         'train_dataloader.dataset.data_prefix=train_small',
         f'train_dataloader.dataset.ann_file={ann}',
@@ -71,7 +70,7 @@ def smoke_config(tmp_path, digits_root, *options: str) -> Config:
         'train_dataloader.persistent_workers=False',
         'train_dataloader.pin_memory=False', *options
     ])
-    cfg.model.teachers[0].model.update(TINY)
+    cfg.model.teachers.bit.model.update(TINY)
     cfg.model.student.update(TINY)
     cfg.default_hooks.checkpoint = None
     return cfg

@@ -6,6 +6,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
+from mmfunmatch.utils import to_hw
+
 # A crop box in original-image pixels: (x0, y0, width, height).
 Box = Tuple[int, int, int, int]
 
@@ -33,16 +35,6 @@ INTERPOLATIONS = {
     'bicubic': cv2.INTER_CUBIC,
     'area': cv2.INTER_AREA,
 }
-
-
-def _as_size(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    """(height, width) from an int or a pair."""
-    if isinstance(size, int):
-        return size, size
-    if len(size) != 2:
-        raise ValueError(f'ConsistentView: a size is an int or (h, w), '
-                         f'got {size!r}')
-    return int(size[0]), int(size[1])
 
 
 @TRANSFORMS.register_module()
@@ -133,8 +125,8 @@ class ConsistentView(BaseTransform):
             raise ValueError(
                 f'ConsistentView: crop_frac must be in (0, 1], got {crop_frac}')
         self.mode = mode
-        self.student_size = _as_size(student_size)
-        self.teacher_sizes = [_as_size(s) for s in teacher_sizes]
+        self.student_size = to_hw(student_size)
+        self.teacher_sizes = [to_hw(s) for s in teacher_sizes]
         self.scale = scale
         self.ratio = ratio
         self.crop_frac = crop_frac

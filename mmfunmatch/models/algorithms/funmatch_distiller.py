@@ -13,6 +13,7 @@ from mmfunmatch.models.data_preprocessors import FunMatchDataPreprocessor
 from mmfunmatch.models.teacher_spec import TeacherSpec, teacher_specs
 from mmfunmatch.models.weights import load_weights
 from mmfunmatch.registry import register_in_mmrazor
+from mmfunmatch.utils import one_hot_labels, output_logits
 
 TEACHER_PREFIX = 'teachers.'
 COMBINE_MODES = ('mean_logits', 'mean_probs', 'sum_kl')
@@ -28,13 +29,6 @@ def num_classes_of(model: nn.Module) -> Optional[int]:
         if isinstance(n, int):
             return n
     return None
-
-
-def _logits(out) -> torch.Tensor:
-    """Model 'tensor' outputs may be a tensor or a tuple ending in logits."""
-    if isinstance(out, (tuple, list)):
-        out = out[-1]
-    return out
 
 
 def combine_teachers(logits: Sequence[torch.Tensor], mode: str,
@@ -232,13 +226,13 @@ class FunMatchDistiller(BaseModel):
                         view.device.type,
                         dtype=self.teacher_dtype or torch.float32,
                         enabled=self.teacher_dtype is not None):
-                    outs.append(_logits(fn(view, mode='tensor')).float())
+                    outs.append(output_logits(fn(view, mode='tensor')).float())
         # Inference tensors cannot be saved for the student's backward pass.
         return [o.clone() for o in outs]
 
     def student_logits(self, view: torch.Tensor) -> torch.Tensor:
         """The student's logits for its view (with autograd)."""
-        return _logits(self.student(view, mode='tensor'))
+        return output_logits(self.student(view, mode='tensor'))
 
     def forward(self,
                 inputs: Union[dict, torch.Tensor],
@@ -368,11 +362,7 @@ def _label_scores(data_samples: Optional[List[DataSample]],
         return None
     if all('gt_score' in s for s in data_samples):
         return torch.stack([s.gt_score for s in data_samples]).float()
-    if all('gt_label' in s for s in data_samples):
-        labels = torch.cat([s.gt_label for s in data_samples])
-        if (labels >= 0).all():
-            return F.one_hot(labels, num_classes).float()
-    return None
+    return one_hot_labels(data_samples, num_classes)
 
 
 def _sample_key(sample: DataSample) -> Optional[str]:

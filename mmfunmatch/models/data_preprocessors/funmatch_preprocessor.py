@@ -5,6 +5,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor
 from mmpretrain.registry import BATCH_AUGMENTS, MODELS
 
+from mmfunmatch.utils import one_hot_labels, to_hw
+
 Number = Union[int, float]
 
 
@@ -96,9 +98,7 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
             self.register_buffer(f'teacher_mean_{i}', t_mean, False)
             self.register_buffer(f'teacher_std_{i}', t_std, False)
             size = t.get('size')
-            self.teacher_sizes.append(
-                None if size is None else
-                ((size, size) if isinstance(size, int) else tuple(size)))
+            self.teacher_sizes.append(None if size is None else to_hw(size))
         self.num_teachers = len(teachers)
         self.to_rgb = to_rgb
         self.num_classes = num_classes
@@ -218,10 +218,7 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
 
     def _label_scores(self, data_samples, device) -> Optional[torch.Tensor]:
         """One-hot scores to mix alongside the images, when labels exist."""
-        if (self.num_classes is None or not data_samples
-                or not all('gt_label' in s for s in data_samples)):
+        if self.num_classes is None:
             return None
-        labels = torch.cat([s.gt_label for s in data_samples]).to(device)
-        if (labels < 0).any():
-            return None
-        return F.one_hot(labels, self.num_classes).float()
+        scores = one_hot_labels(data_samples, self.num_classes)
+        return None if scores is None else scores.to(device)
