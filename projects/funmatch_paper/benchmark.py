@@ -41,7 +41,9 @@ from mmengine.runner import Runner
 from torch.utils.flop_counter import FlopCounterMode
 
 import mmfunmatch  # noqa: F401  (registers everything, applies compat)
-from mmfunmatch.models.fast_path import fast_path_fidelity
+from mmfunmatch.models.fast_path import (fast_path_fidelity,
+                                         fast_path_violations,
+                                         rounding_error_bound)
 from mmfunmatch.utils import output_logits
 
 # Dense bf16 tensor-core peaks (FLOP/s) of common training GPUs, matched
@@ -61,6 +63,7 @@ REQUIRED_FIELDS = (
     'instrumented_step_ms', 'hand_step_ms', 'hand_images_per_s',
     'ratio_vs_hand', 'peak_memory_mib', 'teacher_fp32_ms', 'teacher_fast_ms',
     'teacher_fast_ratio', 'fast_top1_agreement', 'fast_max_abs_dp',
+    'fast_max_abs_dlogit',
     'teacher_gflops_per_image', 'student_gflops_per_image',
     'model_gflops_per_image', 'achieved_tflops', 'cv_photo_ms',
     'cv_photo_independent_ms', 'cv_photo_ratio', 'cv_same_size_ms',
@@ -680,12 +683,17 @@ def benchmark(cfg: Config,
     report['teacher_fast_ms'] = _median_ms(fast_s)
     report['teacher_fast_ratio'] = (report['teacher_fast_ms'] /
                                     report['teacher_fp32_ms'])
-    fidelity = [
-        fast_path_fidelity(f['fp32'](v), f['fast'](v))
-        for f, v in zip(fns, views)
-    ]
+    fidelity, violations = [], []
+    for f, v, teacher in zip(fns, views, distiller.teachers):
+        ref, fast = f['fp32'](v), f['fast'](v)
+        fidelity.append(fast_path_fidelity(ref, fast))
+        violations += fast_path_violations(
+            ref, fast, rounding_error_bound(teacher, torch.bfloat16))
     report['fast_top1_agreement'] = min(f['top1_agreement'] for f in fidelity)
     report['fast_max_abs_dp'] = max(f['max_abs_dp'] for f in fidelity)
+    report['fast_max_abs_dlogit'] = max(f['max_abs_dlogit'] for f in fidelity)
+    # Outside the bf16 rounding bound: a broken fast path, on any CPU.
+    report['fast_violations'] = len(violations)
     del fns
 
     # (4) Model FLOPs per image: teacher forward + 3 x student forward
@@ -737,6 +745,7 @@ def benchmark(cfg: Config,
         report['cv_config_ratio'] = cv['ratio']
 
     report['info'] = dict(
+        fast_violations='; '.join(violations) or '-',
         config=osp.basename(cfg.filename) if cfg.filename else '(config)',
         device=(torch.cuda.get_device_name(device)
                 if device.type == 'cuda' else 'cpu'),
@@ -808,7 +817,9 @@ def format_report(report: dict,
         f'{f(r["teacher_fast_ms"])} | {r["teacher_fast_ratio"]:.3f} |',
         f'| fidelity on this batch | | top-1 agreement '
         f'{100 * r["fast_top1_agreement"]:.1f} %, max abs delta p '
-        f'{r["fast_max_abs_dp"]:.2e} | |',
+        f'{r["fast_max_abs_dp"]:.2e}, max abs delta logit '
+        f'{r["fast_max_abs_dlogit"]:.2e}; outside the bf16 rounding bound: '
+        f'{r["fast_violations"]} | |',
         '',
         '| data path, ms per image | ConsistentView (1 decode, 1 crop, '
         'resize per model) | two independent decode+crop pipelines | ratio '
