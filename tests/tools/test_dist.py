@@ -23,9 +23,8 @@ import torch
 
 from mmfunmatch.compat import load_runner_checkpoint
 from tests.conftest import REPO
-from tests.engine.test_reliability import (EPOCH_SCHEDULE, FUNMATCH,
-                                           _assert_same_run, _env,
-                                           _teacher_file)
+from tests.helpers import (EPOCH_SCHEDULE, FUNMATCH, _assert_same_run,
+                           _env, _teacher_file)
 
 pytestmark = pytest.mark.slow
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
