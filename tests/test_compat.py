@@ -1,12 +1,20 @@
 """The pinned stack's workarounds (mmfunmatch.compat) hold."""
 import os
+import os.path as osp
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 
 import pytest
 import torch
 
+from mmfunmatch.compat import load_runner_checkpoint
+from mmfunmatch.engine.hooks import (find_resumable_checkpoint,
+                                     is_complete_checkpoint)
 from tests.conftest import REPO, tiny_classifier
+from tests.helpers import subprocess_env
 
 
 def test_mmrazor_imports_after_mmfunmatch_in_a_fresh_process():
@@ -86,6 +94,49 @@ def test_runner_checkpoints_load_without_full_unpickling(tmp_path):
     with pytest.raises(RuntimeError, match='refusing to load'):
         CheckpointLoader.load_checkpoint(bad, map_location='cpu')
     assert not os.path.exists(tmp_path / 'pwned')
+
+
+# -- atomic checkpoint writes (docs/reliability.md) ---------------------------
+_WRITER = textwrap.dedent('''
+    import importlib.util, sys, torch
+    # compat.py alone (not the whole package, for a fast start): its patch
+    # makes mmengine's file writes atomic.
+    spec = importlib.util.spec_from_file_location('compat', sys.argv[3])
+    compat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compat)
+    compat._atomic_local_put()
+    from mmengine.runner.checkpoint import save_checkpoint
+    big = torch.zeros(int(sys.argv[2]) // 4)  # written for a while
+    save_checkpoint(dict(state_dict=dict(w=big), meta=dict(iter=2)),
+                    sys.argv[1])
+''')
+
+
+def test_kill_during_checkpoint_write_leaves_only_complete_files(tmp_path):
+    """SIGKILL mmengine's own save_checkpoint in the middle of its write."""
+    work = str(tmp_path)
+    good = osp.join(work, 'iter_1.pth')
+    torch.save(dict(state_dict=dict(w=torch.ones(3)), meta=dict(iter=1)),
+               good)
+    with open(osp.join(work, 'last_checkpoint'), 'w') as f:
+        f.write(good)
+    target = osp.join(work, 'iter_2.pth')
+    proc = subprocess.Popen(
+        [sys.executable, '-c', _WRITER, target, str(200 * 2**20),
+         osp.join(REPO, 'mmfunmatch', 'compat.py')],
+        env=subprocess_env(), cwd=REPO)
+    deadline = time.time() + 120
+    tmp = None
+    while tmp is None and time.time() < deadline and proc.poll() is None:
+        tmp = next((n for n in os.listdir(work) if '.tmp-' in n), None)
+    assert tmp is not None, 'the writer never showed its temporary file'
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not osp.exists(target), 'a partial file under the final name'
+    assert osp.exists(osp.join(work, tmp))
+    assert not is_complete_checkpoint(osp.join(work, tmp))
+    assert find_resumable_checkpoint(work) == good
+    assert load_runner_checkpoint(good)['meta']['iter'] == 1
 
 
 def _build_razor(MODELS, scoped):

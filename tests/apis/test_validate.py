@@ -1,10 +1,13 @@
-"""The schedule against the run length (issue 19, item 1): a warm-up longer
-than the run is named in the project's own words, from the config where the
+"""The config checks (mmfunmatch/apis/validate.py): each mistake is caught
+before anything is built, with a message that names the fix; and the
+schedule against the run length (issue 19, item 1): a warm-up longer than
+the run is named in the project's own words, from the config where the
 config fixes the run length, and through the real runner where it takes the
 data set's length; ``fit_warmup`` shortens such a warm-up to the run."""
 import glob
 import math
 import os.path as osp
+import re
 
 import pytest
 from mmengine.config import Config
@@ -28,6 +31,49 @@ TINY = dict(model_name='resnetv2_18', channels=(16, 32, 64, 128),
             stem_chs=16)
 
 
+# -- config errors, before anything is built ----------------------------------
+def _funmatch_cfg(root: str) -> Config:
+    cfg = Config.fromfile(DEMO)
+    cfg.model.teachers[0].checkpoint = None
+    for split in ('train', 'val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.data_root = root
+    return cfg
+
+
+def _student_view(cfg: Config) -> dict:
+    return next(s for s in cfg.train_dataloader.dataset.pipeline
+                if s['type'] == 'ConsistentView')
+
+
+@pytest.mark.parametrize('break_it, fix', [
+    (lambda c: c.model.student.head.update(num_classes=7),
+     'Set the student head num_classes=10'),
+    (lambda c: _student_view(c).update(teacher_sizes=[24]),
+     'model.teachers.0.size is 16; make them equal'),
+    (lambda c: c.model.student.backbone.update(img_size=32),
+     'set student_size to 32'),
+    (lambda c: c.train_dataloader.update(batch_size=1),
+     'mixup needs at least 2 images per batch'),
+    (lambda c: c.train_dataloader.update(drop_last=False),
+     'Set train_dataloader.drop_last=True'),
+    (lambda c: _student_view(c).update(mode='same/xx'),
+     "unknown ConsistentView mode 'same/xx'"),
+    (lambda c: c.train_dataloader.dataset.update(data_root='/nonexistent'),
+     'python tools/prepare_digits.py /nonexistent'),
+    (lambda c: c.model.teachers[0].update(checkpoint='/nonexistent.pth'),
+     'Set model.teachers.0.checkpoint'),
+], ids=['classes', 'teacher_size', 'student_size', 'mixup_batch_1',
+        'mixup_drop_last', 'ablation_mode', 'data_root', 'teacher_file'])
+def test_config_errors_are_caught_before_building(break_it, fix, tmp_path):
+    root = str(tmp_path)  # exists; nothing is read from it
+    cfg = _funmatch_cfg(root)
+    validate_config(cfg)  # the unbroken config passes
+    break_it(cfg)
+    with pytest.raises(ConfigError, match=re.escape(fix)):
+        validate_config(cfg)
+
+
+# -- the schedule against the run length --------------------------------------
 def _offline(cfg: Config, root: str) -> Config:
     """No teacher file, every data root ``root``: only the schedule is at
     fault."""

@@ -13,17 +13,20 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.runner import Runner
 from safetensors.torch import save_file
 from timm.layers import GroupNormAct, StdConv2d
 from timm.models import register_model
 from timm.models.resnetv2 import ResNetV2
 
 import mmfunmatch  # noqa: F401  (registers the distiller and the loss)
+from mmfunmatch.apis.cli import train_config
 from mmfunmatch.models.bit import find_resnetv2, load_bit_npz, save_bit_npz
 from mmfunmatch.models.weights import load_weights
 from mmpretrain.registry import MODELS
+from tests.conftest import REPO
+from tests.helpers import FUNMATCH, image_folder, tiny_cfg
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 R50X1_CFG = os.path.join(REPO, 'configs/_base_/models/bit_r50x1_student.py')
 
 # A small pre-activation BiT ResNetV2 (0.5 M params): the layout of
@@ -285,6 +288,48 @@ def test_malicious_pickle_refused(tmp_path):
     # The payload is live: a full unpickle does run it.
     torch.load(path, weights_only=False)
     assert marker.exists()
+
+
+@pytest.mark.slow
+def test_pickle_payloads_are_refused_as_teacher_and_on_resume(tmp_path,
+                                                               digits_root):
+    """Through the runner: a payload as the teacher's weight file, and one
+    slipped into a real checkpoint that a run resumes from."""
+    marker = str(tmp_path / 'pwned')
+    evil_teacher = str(tmp_path / 'teacher.pth')
+    torch.save(dict(state_dict=dict(w=torch.ones(1)), x=_Payload(marker)),
+               evil_teacher)
+    cfg = train_config([
+        FUNMATCH, '--work-dir', str(tmp_path / 'fm'), '--cfg-options',
+        f'model.teachers.0.checkpoint={evil_teacher}',
+        f'train_dataloader.dataset.data_root={digits_root}',
+        f'val_dataloader.dataset.data_root={digits_root}',
+        f'test_dataloader.dataset.data_root={digits_root}'
+    ])
+    with pytest.raises(RuntimeError, match='refusing to load'):
+        Runner.from_cfg(cfg)
+    assert not os.path.exists(marker)
+
+    # Resume: a real checkpoint, then the same with a payload slipped in.
+    root = image_folder(str(tmp_path / 'data'))
+    work = str(tmp_path / 'work')
+    cfg = tiny_cfg(work, root, 'resume_clean')
+    cfg.train_cfg.max_epochs = 1
+    Runner.from_cfg(cfg).train()
+    ckpt = os.path.join(work, 'epoch_1.pth')
+    cfg = tiny_cfg(work, root, 'resume_clean_2')
+    cfg.update(resume=True, load_from=ckpt)
+    resumed = Runner.from_cfg(cfg)
+    resumed.train()  # the project's own checkpoints load (allowlist)
+    assert resumed.iter == 8
+    data = torch.load(ckpt, weights_only=False)
+    data['meta']['note'] = _Payload(marker)
+    torch.save(data, ckpt)
+    cfg = tiny_cfg(work, root, 'resume_evil')
+    cfg.update(resume=True, load_from=ckpt)
+    with pytest.raises(RuntimeError, match='refusing to load'):
+        Runner.from_cfg(cfg).train()
+    assert not os.path.exists(marker)
 
 
 def test_npz_with_pickled_object_refused(tmp_path):

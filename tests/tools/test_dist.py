@@ -23,8 +23,8 @@ import torch
 
 from mmfunmatch.compat import load_runner_checkpoint
 from tests.conftest import REPO
-from tests.helpers import (EPOCH_SCHEDULE, FUNMATCH, _assert_same_run,
-                           _env, _teacher_file)
+from tests.helpers import (EPOCH_SCHEDULE, FUNMATCH, assert_same_run,
+                           finish_train, subprocess_env, teacher_file)
 
 pytestmark = pytest.mark.slow
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
@@ -67,7 +67,8 @@ def _options(work, root, teacher, per_rank_batch):
 
 def _launch(cmd, log, **env):
     with open(log, 'w') as f:
-        return subprocess.Popen(cmd, cwd=REPO, env=dict(_env(), **env),
+        return subprocess.Popen(cmd, cwd=REPO,
+                                env=dict(subprocess_env(), **env),
                                 stdout=f, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
@@ -81,14 +82,6 @@ def _two_nodes(work, root, teacher, log, *extra):
                 NODE_RANK=str(rank), MASTER_ADDR='127.0.0.1', PORT=port)
         for rank in (0, 1)
     ]
-
-
-def _wait(proc, log, timeout=900) -> str:
-    proc.wait(timeout=timeout)
-    with open(log) as f:
-        text = f.read()
-    assert proc.returncode == 0, text[-4000:]
-    return text
 
 
 def _children(pid: int):
@@ -110,14 +103,15 @@ def _children(pid: int):
 def uninterrupted(tmp_path_factory, digits_root):
     """The two-node run and the one-process run, side by side."""
     tmp = tmp_path_factory.mktemp('dist')
-    teacher = _teacher_file(str(tmp / 'teacher.pth'))
+    teacher = teacher_file(str(tmp / 'teacher.pth'))
     two, one = str(tmp / 'two_nodes'), str(tmp / 'one_process')
     nodes = _two_nodes(two, digits_root, teacher, two)
     single = _launch(
         [sys.executable, osp.join(REPO, 'tools', 'train.py'), FUNMATCH,
          *_options(one, digits_root, teacher, 16)], one + '.log')
-    logs = [_wait(p, f'{two}.node{r}.log') for r, p in enumerate(nodes)]
-    _wait(single, one + '.log')
+    logs = [finish_train(p, f'{two}.node{r}.log', timeout=900)
+            for r, p in enumerate(nodes)]
+    finish_train(single, one + '.log', timeout=900)
     return dict(tmp=tmp, teacher=teacher, root=digits_root, two=two, one=one,
                 logs=logs)
 
@@ -180,11 +174,11 @@ def test_a_lost_node_stops_the_other_and_both_resume_exactly(uninterrupted):
     print(f'node 0 stopped {stopped_after:.1f} s after node 1 was lost')
 
     nodes = _two_nodes(work, root, teacher, work + '.resume', '--resume')
-    logs = [_wait(p, f'{work}.resume.node{r}.log')
+    logs = [finish_train(p, f'{work}.resume.node{r}.log', timeout=900)
             for r, p in enumerate(nodes)]
     picked = [line for line in logs[0].splitlines()
               if '--resume: continuing from' in line]
     assert picked and picked[0].endswith(('iter_8.pth', 'epoch_1.pth'))
     assert 'weights identical on all 2 ranks' in logs[0]
-    _assert_same_run(osp.join(uninterrupted['two'], 'epoch_2.pth'),
+    assert_same_run(osp.join(uninterrupted['two'], 'epoch_2.pth'),
                      osp.join(work, 'epoch_2.pth'))
