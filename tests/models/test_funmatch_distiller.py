@@ -156,13 +156,51 @@ def test_ensemble_targets():
         assert torch.allclose(torch.softmax(target / tau, 1), mean_p)
 
 
-def test_two_teachers_train():
-    cfg = distiller_cfg(2, teacher_combine='mean_probs')
-    model = MODELS.build(cfg)
+@pytest.mark.parametrize('combine', ['mean_logits', 'mean_probs'])
+def test_two_teachers_each_read_their_own_view(combine):
+    """Two teachers on views of different sizes and pixels: the loss is the
+    KL to the combination of each teacher's logits on its own view, and
+    handing each the other's view changes it."""
+    model = MODELS.build(distiller_cfg(2, teacher_combine=combine))
+    with torch.no_grad():  # confident teachers: the targets differ clearly
+        for teacher in model.teachers:
+            teacher.head.fc.weight.mul_(20)
+    model.train()
     data = batch()
-    data['inputs']['teachers'].append(data['inputs']['teachers'][0])
-    losses = model.train_step(data, optim_wrapper(model))
-    assert torch.isfinite(losses['loss'])
+    g = torch.Generator().manual_seed(1)
+    data['inputs']['teachers'].append(  # darker pixels than the 16 px view
+        torch.randint(0, 64, (4, 3, 24, 24), dtype=torch.uint8, generator=g))
+    mixup = model.data_preprocessor.get_extra_state()
+
+    def loss_and_hand_kl(teacher_views):
+        # The same mixup draw for every call.
+        model.data_preprocessor.set_extra_state(mixup)
+        raw = dict(data, inputs=dict(data['inputs'], teachers=teacher_views))
+        inputs = model.data_preprocessor(copy.deepcopy(raw),
+                                         training=True)['inputs']
+        loss = model(inputs, data['data_samples'], mode='loss')
+        views = inputs['teachers']
+        t0 = model.teachers[0](views[0], mode='tensor')
+        t1 = model.teachers[1](views[1], mode='tensor')
+        if combine == 'mean_logits':
+            pt = ((t0 + t1) / 2).log_softmax(1)
+        else:
+            pt = ((t0.softmax(1) + t1.softmax(1)) / 2).log()
+        ps = model.student(inputs['student'], mode='tensor').log_softmax(1)
+        return (loss['loss_distill'].item(),
+                (pt.exp() * (pt - ps)).sum(1).mean().item())
+
+    views = data['inputs']['teachers']
+    assert [tuple(v.shape[-2:]) for v in views] == [(16, 16), (24, 24)]
+    loss, hand = loss_and_hand_kl(views)
+    # The loss's own float32 operations on logits recomputed from the same
+    # views by the same models: a rounding or two apart.
+    assert loss == pytest.approx(hand, rel=1e-5)
+    swapped, swapped_hand = loss_and_hand_kl(views[::-1])
+    assert swapped == pytest.approx(swapped_hand, rel=1e-5)
+    print(f'two teachers ({combine}): loss {loss:.4f}, views swapped '
+          f'{swapped:.4f}')
+    assert abs(swapped - loss) > 0.01 * loss, (loss, swapped)
 
 
 def test_class_count_mismatch_is_a_clear_error():

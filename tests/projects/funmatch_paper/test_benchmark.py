@@ -57,7 +57,7 @@ def test_report_is_self_consistent(report):
         report['teacher_gflops_per_image'] +
         3 * report['student_gflops_per_image'])
     # The fidelity figures are measured on this machine's kernels and are
-    # only reported (tests/models/test_teacher_fast_path.py checks the fast
+    # only reported (tests/models/test_fast_path.py checks the fast
     # path against a bound derived from bf16 rounding). What holds anywhere:
     # the agreement is a count over the batch's teacher views (k of 8), and
     # the fast path really rounds to bf16, so it moves the probabilities.
@@ -81,9 +81,41 @@ def test_markdown_table(report):
     # The table states the run's own fidelity figures.
     assert (f'top-1 agreement {100 * report["fast_top1_agreement"]:.1f} %, '
             f'max abs delta p {report["fast_max_abs_dp"]:.2e}') in text
-    lines = [line for line in text.splitlines() if line.startswith('|')]
-    # Every table row has as many cells as its header.
-    assert all(line.endswith('|') for line in lines)
+    # The tables: each header's columns, a separator of as many cells, and
+    # every row with as many cells as its header.
+    tables, rows = [], None
+    for line in text.splitlines():
+        if not line.startswith('|'):
+            rows = None
+            continue
+        assert line.endswith('|'), line
+        cells = [c.strip() for c in line[1:-1].split('|')]
+        if rows is None:
+            rows = []
+            tables.append((cells, rows))
+        else:
+            rows.append(cells)
+    assert [header for header, _ in tables] == [
+        ['training step', 'mmfunmatch', 'hand-written PyTorch',
+         'mmfunmatch / hand-written'],
+        ['phase (instrumented train_step; data wait from the contiguous '
+         'pass)', 'ms/step'],
+        ['teacher forward', 'fp32 (NCHW, no_grad)',
+         'fast (bf16 autocast + channels_last + inference_mode)',
+         'fast / fp32'],
+        ['data path, ms per image',
+         'ConsistentView (1 decode, 1 crop, resize per model)',
+         'two independent decode+crop pipelines', 'ratio (target <= 0.6)'],
+        ['data path, ms per image', 'ConsistentView',
+         'one single-view pipeline (RandomResizedCrop 224)',
+         'ConsistentView images/s / single-view images/s'],
+        ['FLOPs (FlopCounterMode)', 'GFLOP per image'],
+    ]
+    for header, rows in tables:
+        assert rows[0] == ['---'] * len(header), header
+        assert len(rows) > 1, header
+        for row in rows[1:]:
+            assert len(row) == len(header), (header, row)
 
 
 def test_flops_match_a_hand_count():
