@@ -1,8 +1,10 @@
 """Helpers shared by the reliability tests (one copy each): the demo configs,
 a 16-image folder and a run on it in this process, tools/train.py in a
-subprocess, and the bitwise comparison of two runs' checkpoints."""
+subprocess, a free port for a process group, and the bitwise comparison of
+two runs' checkpoints."""
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -31,6 +33,13 @@ def subprocess_env() -> dict:
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']
     return dict(os.environ, PATH=path, PYTHONPATH=REPO, OMP_NUM_THREADS='1',
                 MKL_NUM_THREADS='1')
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a process group's master."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def truncate(src: str, dst: str, fraction: float = 0.5) -> None:

@@ -5,7 +5,6 @@ from different states stop the run naming them. The hook's part in a real
 two-node run is in tests/tools/test_dist.py."""
 import json
 import os
-import socket
 import traceback
 from types import SimpleNamespace
 
@@ -19,6 +18,7 @@ from mmpretrain.registry import MODELS
 from mmfunmatch.engine.hooks import RankConsistencyHook, state_digest
 from mmfunmatch.engine.hooks.consistency_hook import digest
 from tests.conftest import tiny_classifier
+from tests.helpers import free_port
 
 
 def test_digest_is_bitwise_and_names_dtypes_and_keys():
@@ -79,12 +79,6 @@ def test_rank_consistency_hook_does_nothing_in_one_process():
 
 
 # -- two ranks ----------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _outcome(call) -> str:
     try:
         call()
@@ -131,7 +125,7 @@ def _two_rank_worker(rank: int, port: int, out_dir: str) -> None:
 # mmfunmatch.
 @pytest.mark.slow
 def test_rank_consistency_hook_on_two_ranks(tmp_path):
-    mp.spawn(_two_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2,
+    mp.spawn(_two_rank_worker, args=(free_port(), str(tmp_path)), nprocs=2,
              join=True)
     for rank in (0, 1):
         with open(tmp_path / f'rank{rank}.json') as f:

@@ -4,7 +4,6 @@ import logging
 import math
 import os
 import re
-import socket
 
 import pytest
 import torch
@@ -28,6 +27,7 @@ from mmfunmatch.engine.optimizers.shampoo import (_add_statistics,
                                                   _precondition_blocks,
                                                   inverse_pth_roots,
                                                   merge_small_dims)
+from tests.helpers import free_port
 
 REPO = os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -685,12 +685,6 @@ def test_loading_state_of_another_block_size_fails_clearly():
 
 
 # -------------------------------------------------------------------- DDP
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _ddp_worker(rank, world_size, port, out_dir):
     os.environ['MASTER_ADDR'] = '127.0.0.1'
     os.environ['MASTER_PORT'] = str(port)
@@ -727,7 +721,7 @@ def _ddp_worker(rank, world_size, port, out_dir):
 def test_ddp_two_ranks_stay_identical(tmp_path):
     mp.spawn(
         _ddp_worker,
-        args=(2, _free_port(), str(tmp_path)),
+        args=(2, free_port(), str(tmp_path)),
         nprocs=2,
         join=True)
     r0 = torch.load(tmp_path / 'rank0.pth', weights_only=True)
