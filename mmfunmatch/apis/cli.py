@@ -128,6 +128,9 @@ def eval_config(argv: Optional[List[str]] = None):
 EXIT_CONFIG = 2
 EXIT_NONFINITE = 3
 EXIT_PEER_LOST = 4
+# A checkpoint could not be written (disk full, read-only or not writable
+# directory): do not requeue before fixing the directory.
+EXIT_CHECKPOINT_WRITE = 6
 
 
 def resolve_resume(cfg: Config) -> None:
@@ -172,14 +175,14 @@ def peer_lost(err: BaseException) -> bool:
 def train(argv: Optional[List[str]] = None) -> None:
     """``tools/train.py``: check the config, train, and end with an exit code
     a scheduler can act on (:data:`EXIT_CONFIG`, :data:`EXIT_NONFINITE`,
-    :data:`EXIT_PEER_LOST`)."""
+    :data:`EXIT_PEER_LOST`, :data:`EXIT_CHECKPOINT_WRITE`)."""
     import sys
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     from mmfunmatch.apis.validate import ConfigError
-    from mmfunmatch.engine.hooks import NonFiniteError
+    from mmfunmatch.engine.hooks import CheckpointWriteError, NonFiniteError
     try:
         cfg = train_config(argv)
         resolve_resume(cfg)
@@ -197,6 +200,10 @@ def train(argv: Optional[List[str]] = None) -> None:
     except NonFiniteError as err:
         runner.logger.error(f'training stopped: {err}')
         sys.exit(EXIT_NONFINITE)
+    except CheckpointWriteError as err:
+        from mmengine.dist import get_rank
+        runner.logger.error(f'rank {get_rank()}: training stopped: {err}')
+        sys.exit(EXIT_CHECKPOINT_WRITE)
     except Exception as err:
         if not peer_lost(err):
             raise

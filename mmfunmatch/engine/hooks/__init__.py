@@ -1,4 +1,5 @@
-from .checkpoint_hook import (SafeCheckpointHook, find_resumable_checkpoint,
+from .checkpoint_hook import (CheckpointWriteError, SafeCheckpointHook,
+                              find_resumable_checkpoint,
                               is_complete_checkpoint)
 from .consistency_hook import RankConsistencyHook, state_digest
 from .nonfinite_hook import NonFiniteError, NonFiniteGuardHook
@@ -7,5 +8,6 @@ from .resume_hook import ExactResumeHook
 __all__ = [
     'SafeCheckpointHook', 'ExactResumeHook',
     'NonFiniteGuardHook', 'NonFiniteError', 'find_resumable_checkpoint',
-    'is_complete_checkpoint', 'RankConsistencyHook', 'state_digest'
+    'is_complete_checkpoint', 'RankConsistencyHook', 'state_digest',
+    'CheckpointWriteError'
 ]

@@ -6,8 +6,12 @@ killed while saving can be left with no complete checkpoint, or with
 ``last_checkpoint`` naming a truncated or deleted file. Here the order is:
 write the new file under a temporary name and rename it (the write itself is
 made atomic in :mod:`mmfunmatch.compat`), then point ``last_checkpoint`` at
-it (atomically), then prune.
+it (atomically), then prune. A write that fails (disk full, read-only or
+not writable directory) stops every rank with :class:`CheckpointWriteError`,
+which names the directory, the cause and what to do; the previous
+checkpoint stays the one ``--resume`` picks.
 """
+import errno
 import glob
 import logging
 import os
@@ -16,7 +20,8 @@ import re
 import zipfile
 from typing import List, Optional, Sequence, Tuple
 
-from mmengine.dist import is_main_process
+import torch
+from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
@@ -28,6 +33,64 @@ LAST_CHECKPOINT = 'last_checkpoint'
 # they are saved without optimizer and scheduler).
 _RESUMABLE = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 _TMP_GLOBS = ('*.pth.tmp-*', LAST_CHECKPOINT + '.tmp-*')
+
+# errno -> (what it means for the run, what to do).
+_NO_SPACE = ('no space left (the file system or your quota is full)',
+             'Free space there (old checkpoints, logs) or point the '
+             'checkpoints at a larger file system')
+_CAUSES = {
+    errno.ENOSPC: _NO_SPACE,
+    errno.EDQUOT: _NO_SPACE,
+    # A file-size limit (ulimit -f, a file system's maximum file size):
+    # for the run the same as a full disk.
+    errno.EFBIG: ('no space: the file would exceed the largest file '
+                  'allowed here (ulimit -f or the file system\'s limit)',
+                  'Raise the limit or point the checkpoints at another file '
+                  'system'),
+    errno.EROFS: ('the file system is read-only',
+                  'Remount it read-write or point the checkpoints at a '
+                  'writable directory'),
+    errno.EACCES: ('permission denied',
+                   'Make the directory writable for this user (ls -ld) or '
+                   'point the checkpoints at a writable directory'),
+}
+_CAUSES[errno.EPERM] = _CAUSES[errno.EACCES]
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, read-only or not
+    writable directory). Raised on every rank; the message names the
+    directory, the cause and what to do. No partial file is left under a
+    name ``--resume`` picks, and the previous checkpoint is untouched.
+
+    Attributes:
+        errno (int): The OS error number (0 when unknown).
+        directory (str): Where the checkpoint was to be written.
+    """
+
+    def __init__(self, message: str, errno_: int, directory: str) -> None:
+        super().__init__(message)
+        self.errno = errno_
+        self.directory = directory
+
+
+def _write_error_message(filename: str, directory: str, code: int,
+                         detail: str, previous: Optional[str]) -> str:
+    cause, advice = _CAUSES.get(
+        code, ('the write failed',
+               'Check the directory and the file system'))
+    name = errno.errorcode.get(code, 'unknown error')
+    if previous:
+        kept = (f'The previous checkpoint {previous} is intact and '
+                f'--resume continues from it.')
+    else:
+        kept = ('No checkpoint of this run was written yet; --resume '
+                'starts from scratch.')
+    return (f'cannot write checkpoint {filename} in {directory}: {cause} '
+            f'({name}: {detail}). No partial file was left under that name. '
+            f'{kept} {advice} (--work-dir, or '
+            f'default_hooks.checkpoint.out_dir), then relaunch with '
+            f'--resume.')
 
 
 def is_complete_checkpoint(path: str) -> bool:
@@ -203,20 +266,47 @@ class SafeCheckpointHook(CheckpointHook):
 
     def _save_and_point(self, runner, filename: str, meta: Optional[dict],
                         by_epoch: bool) -> None:
+        previous = self.last_ckpt
+        previous_info = runner.message_hub.get_info('last_ckpt', None)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir,
-            filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
-        if is_main_process():
-            # Only now is the new file complete on disk.
-            atomic_write_bytes(
-                str(self.last_ckpt).encode(),
-                osp.join(runner.work_dir, LAST_CHECKPOINT))
+        code, detail = 0, ''
+        try:
+            runner.save_checkpoint(
+                self.out_dir,
+                filename,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
+            if is_main_process():
+                # Only now is the new file complete on disk.
+                atomic_write_bytes(
+                    str(self.last_ckpt).encode(),
+                    osp.join(runner.work_dir, LAST_CHECKPOINT))
+        except OSError as err:
+            # (an OSError without a number still counts as failed)
+            code, detail = err.errno or errno.EIO, err.strerror or str(err)
+        # Rank 0 writes; every rank learns whether it could (one small
+        # all_reduce per checkpoint), so all stop together with the message
+        # instead of waiting for rank 0 in the next collective.
+        failed = code
+        if get_world_size() > 1:
+            flag = torch.tensor([code], dtype=torch.int64)
+            all_reduce(flag, op='max')
+            failed = int(flag.item())
+        if not failed:
+            return
+        self.last_ckpt = previous
+        runner.message_hub.update_info('last_ckpt', previous_info)
+        if not code:  # another rank (rank 0) failed
+            code, detail = failed, os.strerror(failed)
+        # What --resume picks (the message hub's record can name where a
+        # copied or moved checkpoint was first written).
+        raise CheckpointWriteError(
+            _write_error_message(filename, str(self.out_dir), code, detail,
+                                 find_resumable_checkpoint(runner.work_dir)),
+            code, str(self.out_dir))
