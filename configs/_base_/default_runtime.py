@@ -22,6 +22,13 @@ default_hooks = dict(
     nonfinite=dict(type='NonFiniteGuardHook', action='stop'),
     # Multi-process runs: check the ranks end with identical weights.
     rank_check=dict(type='RankConsistencyHook'),
+    # Pre-emption (Slurm, cloud spot machines) warns with a signal, then
+    # kills: on SIGTERM every rank finishes its iteration, saves iter_N.pth
+    # atomically and exits with code 5 (tools/slurm_train.sh requeues on
+    # it), instead of losing up to iter_interval iterations. For
+    # `#SBATCH --signal=USR1@90`: --cfg-options
+    # default_hooks.preemption.signals=[SIGUSR1]
+    preemption=dict(type='PreemptionHook', signals=['SIGTERM']),
 )
 env_cfg = dict(
     cudnn_benchmark=True,

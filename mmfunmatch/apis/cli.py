@@ -128,6 +128,9 @@ def eval_config(argv: Optional[List[str]] = None):
 EXIT_CONFIG = 2
 EXIT_NONFINITE = 3
 EXIT_PEER_LOST = 4
+# Stopped at a pre-emption signal after checkpointing (PreemptionHook):
+# requeue with --resume.
+EXIT_PREEMPTED = 5
 # A checkpoint could not be written (disk full, read-only or not writable
 # directory): do not requeue before fixing the directory.
 EXIT_CHECKPOINT_WRITE = 6
@@ -175,14 +178,16 @@ def peer_lost(err: BaseException) -> bool:
 def train(argv: Optional[List[str]] = None) -> None:
     """``tools/train.py``: check the config, train, and end with an exit code
     a scheduler can act on (:data:`EXIT_CONFIG`, :data:`EXIT_NONFINITE`,
-    :data:`EXIT_PEER_LOST`, :data:`EXIT_CHECKPOINT_WRITE`)."""
+    :data:`EXIT_PEER_LOST`, :data:`EXIT_PREEMPTED`,
+    :data:`EXIT_CHECKPOINT_WRITE`)."""
     import sys
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     from mmfunmatch.apis.validate import ConfigError
-    from mmfunmatch.engine.hooks import CheckpointWriteError, NonFiniteError
+    from mmfunmatch.engine.hooks import (CheckpointWriteError,
+                                         NonFiniteError, Preempted)
     try:
         cfg = train_config(argv)
         resolve_resume(cfg)
@@ -200,6 +205,23 @@ def train(argv: Optional[List[str]] = None) -> None:
     except NonFiniteError as err:
         runner.logger.error(f'training stopped: {err}')
         sys.exit(EXIT_NONFINITE)
+    except Preempted as err:
+        import time
+
+        from mmengine.dist import get_rank
+        message = (
+            f'rank {get_rank()}: pre-empted: {err.signal_name} (received by '
+            f'rank {err.signal_rank}); stopped after iteration '
+            f'{err.iteration} (epoch {runner.epoch + 1}) with checkpoint '
+            f'{err.checkpoint}; {time.time() - err.signal_time:.1f} s from '
+            f'the signal to exit. Relaunch with --resume to continue from '
+            f'it (exit code {EXIT_PREEMPTED}).')
+        # Ranks other than 0 log errors only; this is not one.
+        if get_rank() == 0:
+            runner.logger.warning(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+        sys.exit(EXIT_PREEMPTED)
     except CheckpointWriteError as err:
         from mmengine.dist import get_rank
         runner.logger.error(f'rank {get_rank()}: training stopped: {err}')

@@ -220,6 +220,8 @@ class SafeCheckpointHook(CheckpointHook):
         self.keep_last_iters = max_keep_iter_ckpts
         self.keep_every_iters = keep_every_iters
         self.iter_filename_tmpl = 'iter_{}.pth'
+        # Iterations done at the newest checkpoint this hook wrote.
+        self._saved_iter: Optional[int] = None
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
@@ -264,6 +266,35 @@ class SafeCheckpointHook(CheckpointHook):
             _prune(self.out_dir, self.filename_tmpl, self.keep_last,
                    self.keep_every, [osp.abspath(self.last_ckpt)])
 
+    def save_now(self, runner) -> str:
+        """Checkpoint the state after the current training iteration now,
+        through the same atomic path and retention as the ``iter_N.pth``
+        checkpoints (for :class:`PreemptionHook`; call it from
+        ``after_train_iter`` on every rank). Nothing is written when this
+        iteration's checkpoint was just saved. Returns the checkpoint's
+        path."""
+        done = runner.iter + 1
+        if self._saved_iter == done and self.last_ckpt is not None:
+            return str(self.last_ckpt)
+        if self.by_epoch:
+            template, keep, every = (self.iter_filename_tmpl,
+                                     self.keep_last_iters,
+                                     self.keep_every_iters)
+        else:
+            template, keep, every = (self.filename_tmpl, self.keep_last,
+                                     self.keep_every)
+        runner.logger.info(f'Saving checkpoint at {done} iterations')
+        # epoch: the completed epochs (the current one is not), as
+        # mmengine's own iteration checkpoints; ExactResumeHook skips the
+        # trained part of the epoch on resume.
+        self._save_and_point(runner, template.format(done),
+                             meta=dict(epoch=runner.epoch, iter=done),
+                             by_epoch=False)
+        if is_main_process():
+            _prune(self.out_dir, template, keep, every,
+                   [osp.abspath(self.last_ckpt)])
+        return str(self.last_ckpt)
+
     def _save_and_point(self, runner, filename: str, meta: Optional[dict],
                         by_epoch: bool) -> None:
         previous = self.last_ckpt
@@ -299,6 +330,7 @@ class SafeCheckpointHook(CheckpointHook):
             all_reduce(flag, op='max')
             failed = int(flag.item())
         if not failed:
+            self._saved_iter = (meta or {}).get('iter', runner.iter + 1)
             return
         self.last_ckpt = previous
         runner.message_hub.update_info('last_ckpt', previous_info)
