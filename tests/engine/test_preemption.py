@@ -8,6 +8,7 @@ import os
 import os.path as osp
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -276,6 +277,38 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_iteration(
     assert 'weights identical on all 2 ranks' in logs[0]
     assert_same_run(osp.join(ref, 'epoch_2.pth'),
                     osp.join(work, 'epoch_2.pth'))
+
+
+@pytest.mark.slow
+def test_sigterm_to_dist_train_sh_reaches_every_process_and_exits_5(
+        tmp_path, digits_root):
+    """One node, two processes: SIGTERM to tools/dist_train.sh itself (the
+    torchrun agent, which forwards it to both training processes)."""
+    from tests.tools.test_dist import DIST_TRAIN, _launch, _options
+    teacher = teacher_file(str(tmp_path / 'teacher.pth'))
+    work = str(tmp_path / 'preempted')
+    with socket.socket() as sock:  # a free port for the process group
+        sock.bind(('127.0.0.1', 0))
+        port = str(sock.getsockname()[1])
+    node = _launch(['bash', DIST_TRAIN, FUNMATCH, '2',
+                    *_options(work, digits_root, teacher, 8)],
+                   work + '.log', PORT=port)
+    _wait_for(node, work + '.log', 'Epoch(train) [2][1/6]')
+    sent = time.time()
+    node.send_signal(signal.SIGTERM)
+    node.wait(timeout=EXIT_BOUND_S)
+    took = time.time() - sent
+    with open(work + '.log') as f:
+        log = f.read()
+    assert node.returncode == EXIT_PREEMPTED, log[-4000:]
+    reached = [int(n) for n in re.findall(
+        r'rank \d: pre-empted: SIGTERM .*?stopped after iteration (\d+)',
+        log)]
+    print(f'\none node, two processes: SIGTERM to dist_train.sh, both '
+          f'stopped after iteration {reached}, exit code 5 {took:.2f} s '
+          f'after the signal')
+    assert len(reached) == 2 and reached[0] == reached[1]
+    _assert_preemption_checkpoint(work, reached[0])
 
 
 # -- tools/slurm_train.sh, with srun and scontrol stood in for ----------------
