@@ -690,12 +690,14 @@ def read_curves(work_dir: str, iters_per_epoch: int) -> dict:
 
 
 # -- tables and figures -------------------------------------------------------
-def write_csv(rows: List[dict], path: str) -> None:
+def write_csv(rows: Sequence[dict], path: str,
+              fields: Sequence[str] = CSV_FIELDS) -> None:
+    """``rows`` as CSV with the columns ``fields``."""
     with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row[k] for k in CSV_FIELDS})
+            writer.writerow({k: row[k] for k in fields})
 
 
 def aggregate(rows: List[dict], key: str) -> Dict[Tuple[str, int],

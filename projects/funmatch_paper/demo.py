@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, TextIO
 import numpy as np
 
 from projects.funmatch_paper.ablation import (is_complete, read_records,
-                                              schedule_options)
+                                              schedule_options, write_csv)
 from projects.funmatch_paper.digits import write_digits
 
 # The checkout: the folder above projects/.
@@ -221,14 +221,6 @@ def seeds_table(rows: Sequence[dict]) -> str:
     return '\n'.join(lines)
 
 
-def write_csv(rows: Sequence[dict], path: str) -> None:
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row[k] for k in CSV_FIELDS})
-
-
 def read_csv(path: str) -> List[dict]:
     with open(path, newline='') as f:
         return list(csv.DictReader(f))
@@ -304,7 +296,7 @@ def run_demo(work_root: str = 'work_dirs/demo',
     plot({k: r['history'] for k, r in results.items()},
          osp.join(work_root, 'demo_curves.png'))
     rows = rows_of(seed, results)
-    write_csv(rows, osp.join(work_root, 'results.csv'))
+    write_csv(rows, osp.join(work_root, 'results.csv'), CSV_FIELDS)
 
     lines = [f'Seed {seed}, one run each:', '',
              '| model | val top-1 (%) | top-1 agreement with teacher (%) '
@@ -341,7 +333,7 @@ def run_seeds(seeds: Sequence[int], work_root: str = 'work_dirs/demo_seeds',
         results = run_seed(osp.join(work_root, f'seed{seed}'), data_root,
                            seed, epochs, teacher_epochs, reuse=True)
         rows += rows_of(seed, results)
-        write_csv(rows, osp.join(work_root, 'runs.csv'))
+        write_csv(rows, osp.join(work_root, 'runs.csv'), CSV_FIELDS)
     table = seeds_table(rows)
     with open(osp.join(work_root, 'summary.md'), 'w') as f:
         f.write(table + '\n')
