@@ -1,5 +1,5 @@
 # Small data sets at 128 px for function matching (flowers102, pets, food101,
-# sun397 in the paper; FUNMATCH.md): the ImageNet base's recipe
+# sun397 in the paper; docs/method.md): the ImageNet base's recipe
 # (imagenet_funmatch.py) at 128 px. Evaluation is "resize the short side to
 # 160, centre crop 128" (crop_frac 128 / 160 = 0.8), done as one centre crop
 # rendered at every model's size (at equal sizes: one rendering, shared; a

@@ -1,4 +1,4 @@
-# ImageNet-1k for function matching (FUNMATCH.md): every model sees the same
+# ImageNet-1k for function matching (docs/method.md): every model sees the same
 # crop of the decoded image, each at its own input size.
 #
 # Layout: mmpretrain's ImageNet (`type='ImageNet'`), edit `data_root` only:

@@ -1,4 +1,4 @@
-# big_vision's distillation optimizer in torch terms (FUNMATCH.md):
+# big_vision's distillation optimizer in torch terms (docs/method.md):
 # global-norm clipping at 1.0, Adam(0.9, 0.999, eps 1e-8), weight decay on
 # conv/linear weights only, decoupled and NOT multiplied by the lr. torch's
 # AdamW multiplies its weight_decay by the lr, so weight_decay = wd / lr

@@ -14,7 +14,7 @@ Box = Tuple[int, int, int, int]
 CROP_KINDS = ('ic', 'rc', 'cc', 'rs')
 
 # mode -> (student crop, teacher crop, teacher shares the student's crop)
-# The names and meanings follow the paper's figure 3 (see FUNMATCH.md).
+# The names and meanings follow the paper's figure 3 (see docs/method.md).
 # In 'eval' the centre crop is deterministic, so "shared" only means equal
 # boxes; a teacher with its own crop fraction gets its own centre crop.
 MODES: Dict[str, Tuple[str, str, bool]] = {
