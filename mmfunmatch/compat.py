@@ -146,6 +146,39 @@ def _cpu_process_group() -> None:
     MMDistributedDataParallel.__init__ = mm_ddp_init
 
 
+def close_process_group() -> None:
+    """Destroy the default process group, if one was started."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def end_distributed_process(code: int = 0) -> None:
+    """End a process of a multi-process run without interpreter finalization.
+
+    mmengine 0.10.7 never destroys the process group it started, and torch
+    2.14 does not either before the interpreter is torn down: gloo's worker
+    threads can then release tensors during finalization and abort the
+    process after training finished ("terminate called without an active
+    exception", SIGABRT, exit -6: about 1 in 7 two-node CPU runs here), so
+    torchrun reports a finished run as failed. The group is destroyed, the
+    atexit handlers run (logs flushed, dataloader workers ended), and the
+    process exits with ``code`` before finalization. A single process (no
+    group) is left alone. Remove when torch destroys process groups before
+    finalization.
+    """
+    import atexit
+    import os
+    import sys
+    if not (torch.distributed.is_available()
+            and torch.distributed.is_initialized()):
+        return
+    torch.distributed.destroy_process_group()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def atomic_write_bytes(data: bytes, filepath: str) -> None:
     """Write ``data`` to ``filepath`` so that the path never names a partial
     file: write a temporary file beside it, flush it to disk, rename it.

@@ -162,3 +162,70 @@ def assert_same_run(ref: str, resumed: str) -> None:
     for i in sa:
         for name, v in sa[i].items():
             assert torch.equal(v, sb[i][name]), (i, name)
+
+
+# -- multi-process runs through tools/dist_train.sh ------------------------
+DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
+
+
+def dist_options(work, root, teacher, per_rank_batch):
+    """6 iterations per epoch, 2 epochs, checkpoints at 4, 6, 8, 12.
+
+    Adam's eps is 1e-6 instead of the demo's 1e-8: with 1e-8 a gradient
+    element at rounding level (~1e-9) takes a full lr step of random sign,
+    so how far two layouts drift apart depended on the CPU's kernels (0.02 %
+    to 1.2 % after 12 steps across ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA
+    settings); with 1e-6 such a step is ~1e-3 of lr (0.04-0.05 % on all).
+    """
+    return [
+        '--work-dir', work, '--no-validate', '--cfg-options',
+        f'model.teachers.0.checkpoint={teacher}',
+        f'train_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.data_root={root}',
+        'train_dataloader.dataset.indices=96',
+        f'train_dataloader.batch_size={per_rank_batch}',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'model.data_preprocessor.batch_augments=None', 'sync_bn=torch',
+        'env_cfg.dist_cfg.timeout=60', 'randomness.deterministic=True',
+        'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.iter_interval=4',
+        'default_hooks.checkpoint.max_keep_ckpts=-1',
+        'optim_wrapper.optimizer.eps=1e-6', *EPOCH_SCHEDULE
+    ]
+
+
+def launch(cmd, log, **env):
+    """Start ``cmd`` in its own session, output to ``log``."""
+    with open(log, 'w') as f:
+        return subprocess.Popen(cmd, cwd=REPO,
+                                env=dict(subprocess_env(), **env),
+                                stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def two_nodes(work, root, teacher, log, *extra):
+    """tools/dist_train.sh as two nodes of one process each on loopback."""
+    port = str(free_port())
+    cmd = ['bash', DIST_TRAIN, FUNMATCH, '1',
+           *dist_options(work, root, teacher, 8), *extra]
+    return [
+        launch(cmd, f'{log}.node{rank}.log', NNODES='2',
+                NODE_RANK=str(rank), MASTER_ADDR='127.0.0.1', PORT=port)
+        for rank in (0, 1)
+    ]
+
+
+def children(pid: int):
+    """PIDs whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found

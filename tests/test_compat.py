@@ -156,3 +156,44 @@ def _build_razor(MODELS, scoped):
                 loss_kl=dict(
                     preds_S=dict(from_student=True, recorder='fc'),
                     preds_T=dict(from_student=False, recorder='fc'))))))
+
+
+def test_close_process_group_destroys_the_group_once():
+    """A finished run leaves no process group to interpreter shutdown (a
+    gloo group left there can abort the process: exit code -6)."""
+    import torch.distributed as dist
+
+    from mmfunmatch.compat import close_process_group
+    from tests.helpers import free_port
+    store = dist.TCPStore('127.0.0.1', free_port(), 1, True)
+    dist.init_process_group('gloo', store=store, rank=0, world_size=1)
+    assert dist.is_initialized()
+    close_process_group()
+    assert not dist.is_initialized()
+    close_process_group()  # nothing left to destroy: a no-op
+
+
+def test_end_distributed_process_runs_atexit_and_exits_with_the_code(
+        tmp_path):
+    """After a multi-process run: the group is destroyed, atexit handlers run
+    (logs, dataloader workers), and the process ends with the given code
+    before interpreter finalization; without a group it does nothing."""
+    marker = tmp_path / 'atexit_ran'
+    script = textwrap.dedent(f'''
+        import atexit, sys
+        import torch.distributed as dist
+        from mmfunmatch.compat import end_distributed_process
+        from tests.helpers import free_port
+        end_distributed_process(9)  # no group yet: returns
+        atexit.register(lambda: open({str(marker)!r}, 'w').write('ok'))
+        store = dist.TCPStore('127.0.0.1', free_port(), 1, True)
+        dist.init_process_group('gloo', store=store, rank=0, world_size=1)
+        end_distributed_process(7)
+        print('not reached')
+    ''')
+    proc = subprocess.run([sys.executable, '-c', script], cwd=REPO,
+                          env=subprocess_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 7, proc.stderr[-2000:]
+    assert marker.read_text() == 'ok'
+    assert 'not reached' not in proc.stdout

@@ -15,6 +15,7 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 import mmfunmatch  # noqa: F401  (registers everything, applies compat)
+from mmfunmatch.compat import close_process_group, end_distributed_process
 from mmfunmatch.apis.validate import validate_config
 
 _PLAIN_WRAPPERS = (None, 'OptimWrapper', 'AmpOptimWrapper')
@@ -221,6 +222,7 @@ def train(argv: Optional[List[str]] = None) -> None:
             runner.logger.warning(message)
         else:
             print(message, file=sys.stderr, flush=True)
+        end_distributed_process(EXIT_PREEMPTED)  # every rank got here
         sys.exit(EXIT_PREEMPTED)
     except CheckpointWriteError as err:
         from mmengine.dist import get_rank
@@ -239,6 +241,7 @@ def train(argv: Optional[List[str]] = None) -> None:
             f'Stopping. Relaunch every node with --resume to continue from '
             f'the newest complete checkpoint ({last or "none yet"}).')
         sys.exit(EXIT_PEER_LOST)
+    end_distributed_process(0)
 
 
 def evaluate(argv: Optional[List[str]] = None) -> dict:
@@ -252,4 +255,5 @@ def evaluate(argv: Optional[List[str]] = None) -> dict:
     if out and runner.rank == 0:
         with open(out, 'w') as f:
             json.dump(metrics, f, indent=1)
+    close_process_group()
     return metrics

@@ -32,9 +32,9 @@ from mmfunmatch.apis.cli import EXIT_CHECKPOINT_WRITE
 from mmfunmatch.engine.hooks import (CheckpointWriteError, SafeCheckpointHook,
                                      find_resumable_checkpoint)
 from tests.conftest import REPO
-from tests.helpers import (EPOCH_SCHEDULE, FUNMATCH, assert_same_run,
-                           finish_train, subprocess_env, teacher_file,
-                           train_args)
+from tests.helpers import (DIST_TRAIN, EPOCH_SCHEDULE, FUNMATCH,
+                           assert_same_run, dist_options, finish_train,
+                           subprocess_env, teacher_file, train_args)
 
 
 # -- the message --------------------------------------------------------------
@@ -226,7 +226,6 @@ def test_two_nodes_stop_together_when_rank_0_cannot_write(reference):
     checkpoint: rank 0 cannot write iter_4.pth; rank 1 (which writes
     nothing) learns it in the same step and stops with the same message
     instead of waiting for rank 0 in the next collective."""
-    from tests.tools.test_dist import DIST_TRAIN, _options
     tmp, ref = reference['tmp'], reference['ref']
     work = str(tmp / 'two_nodes')
     limit = os.path.getsize(osp.join(ref, 'iter_4.pth')) // 2
@@ -239,7 +238,7 @@ def test_two_nodes_stop_together_when_rank_0_cannot_write(reference):
         sock.bind(('127.0.0.1', 0))
         port = str(sock.getsockname()[1])
     cmd = ['bash', DIST_TRAIN, FUNMATCH, '1',
-           *_options(work, reference['root'], reference['teacher'], 8)]
+           *dist_options(work, reference['root'], reference['teacher'], 8)]
     nodes = []
     for rank in (0, 1):
         with open(f'{work}.node{rank}.log', 'w') as f:

@@ -13,8 +13,6 @@ NODE_RANK 0 and 1, one process each, gloo on CPU) on the FunMatch demo.
 import os
 import os.path as osp
 import signal
-import socket
-import subprocess
 import sys
 import time
 
@@ -23,80 +21,13 @@ import torch
 
 from mmfunmatch.compat import load_runner_checkpoint
 from tests.conftest import REPO
-from tests.helpers import (EPOCH_SCHEDULE, FUNMATCH, assert_same_run,
-                           finish_train, subprocess_env, teacher_file)
+from tests.helpers import (FUNMATCH, assert_same_run, children,
+                           dist_options, finish_train, launch, teacher_file,
+                           two_nodes)
 
 pytestmark = pytest.mark.slow
-DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
 # Survivors must stop within this many seconds of losing a node.
 STOP_BOUND_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _options(work, root, teacher, per_rank_batch):
-    """6 iterations per epoch, 2 epochs, checkpoints at 4, 6, 8, 12.
-
-    Adam's eps is 1e-6 instead of the demo's 1e-8: with 1e-8 a gradient
-    element at rounding level (~1e-9) takes a full lr step of random sign,
-    so how far two layouts drift apart depended on the CPU's kernels (0.02 %
-    to 1.2 % after 12 steps across ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA
-    settings); with 1e-6 such a step is ~1e-3 of lr (0.04-0.05 % on all).
-    """
-    return [
-        '--work-dir', work, '--no-validate', '--cfg-options',
-        f'model.teachers.0.checkpoint={teacher}',
-        f'train_dataloader.dataset.data_root={root}',
-        f'test_dataloader.dataset.data_root={root}',
-        'train_dataloader.dataset.indices=96',
-        f'train_dataloader.batch_size={per_rank_batch}',
-        'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False',
-        'model.data_preprocessor.batch_augments=None', 'sync_bn=torch',
-        'env_cfg.dist_cfg.timeout=60', 'randomness.deterministic=True',
-        'default_hooks.logger.interval=1',
-        'default_hooks.checkpoint.iter_interval=4',
-        'default_hooks.checkpoint.max_keep_ckpts=-1',
-        'optim_wrapper.optimizer.eps=1e-6', *EPOCH_SCHEDULE
-    ]
-
-
-def _launch(cmd, log, **env):
-    with open(log, 'w') as f:
-        return subprocess.Popen(cmd, cwd=REPO,
-                                env=dict(subprocess_env(), **env),
-                                stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def _two_nodes(work, root, teacher, log, *extra):
-    port = str(_free_port())
-    cmd = ['bash', DIST_TRAIN, FUNMATCH, '1',
-           *_options(work, root, teacher, 8), *extra]
-    return [
-        _launch(cmd, f'{log}.node{rank}.log', NNODES='2',
-                NODE_RANK=str(rank), MASTER_ADDR='127.0.0.1', PORT=port)
-        for rank in (0, 1)
-    ]
-
-
-def _children(pid: int):
-    """PIDs whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            try:
-                with open(f'/proc/{entry}/stat') as f:
-                    fields = f.read().rsplit(')', 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 @pytest.fixture(scope='module')
@@ -105,10 +36,10 @@ def uninterrupted(tmp_path_factory, digits_root):
     tmp = tmp_path_factory.mktemp('dist')
     teacher = teacher_file(str(tmp / 'teacher.pth'))
     two, one = str(tmp / 'two_nodes'), str(tmp / 'one_process')
-    nodes = _two_nodes(two, digits_root, teacher, two)
-    single = _launch(
+    nodes = two_nodes(two, digits_root, teacher, two)
+    single = launch(
         [sys.executable, osp.join(REPO, 'tools', 'train.py'), FUNMATCH,
-         *_options(one, digits_root, teacher, 16)], one + '.log')
+         *dist_options(one, digits_root, teacher, 16)], one + '.log')
     logs = [finish_train(p, f'{two}.node{r}.log', timeout=900)
             for r, p in enumerate(nodes)]
     finish_train(single, one + '.log', timeout=900)
@@ -153,14 +84,14 @@ def test_a_lost_node_stops_the_other_and_both_resume_exactly(uninterrupted):
     tmp, root, teacher = (uninterrupted['tmp'], uninterrupted['root'],
                           uninterrupted['teacher'])
     work = str(tmp / 'node_lost')
-    node0, node1 = _two_nodes(work, root, teacher, work)
+    node0, node1 = two_nodes(work, root, teacher, work)
     deadline = time.time() + 900
     while not osp.exists(osp.join(work, 'iter_8.pth')):
         assert node0.poll() is None and node1.poll() is None
         assert time.time() < deadline
         time.sleep(0.02)
     # Node 1 is lost: its training process and its torchrun agent.
-    for pid in _children(node1.pid) + [node1.pid]:
+    for pid in children(node1.pid) + [node1.pid]:
         os.kill(pid, signal.SIGKILL)
     lost_at = time.time()
     node0.wait(timeout=STOP_BOUND_S)
@@ -173,7 +104,7 @@ def test_a_lost_node_stops_the_other_and_both_resume_exactly(uninterrupted):
     assert 'Relaunch every node with --resume' in log0
     print(f'node 0 stopped {stopped_after:.1f} s after node 1 was lost')
 
-    nodes = _two_nodes(work, root, teacher, work + '.resume', '--resume')
+    nodes = two_nodes(work, root, teacher, work + '.resume', '--resume')
     logs = [finish_train(p, f'{work}.resume.node{r}.log', timeout=900)
             for r, p in enumerate(nodes)]
     picked = [line for line in logs[0].splitlines()

@@ -27,9 +27,10 @@ from mmfunmatch.engine.hooks import (Preempted, PreemptionHook,
                                      is_complete_checkpoint)
 from mmfunmatch.engine.hooks.preemption_hook import signal_number
 from tests.conftest import REPO
-from tests.helpers import (EPOCH_SCHEDULE, FUNMATCH, assert_same_run,
-                           finish_train, image_folder, subprocess_env,
-                           teacher_file, tiny_cfg, train_args)
+from tests.helpers import (DIST_TRAIN, EPOCH_SCHEDULE, FUNMATCH,
+                           assert_same_run, children, dist_options,
+                           finish_train, image_folder, launch, subprocess_env,
+                           teacher_file, tiny_cfg, train_args, two_nodes)
 
 # A signalled run must be gone within this many seconds (one iteration of the
 # demo plus a checkpoint take ~1 s here; the bound leaves room for a loaded
@@ -240,13 +241,12 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_iteration(
     node 1's training process only: both ranks save the same iteration and
     exit, both launchers exit with 5; relaunching both with --resume ends
     bitwise like the uninterrupted two-node run."""
-    from tests.tools.test_dist import _children, _two_nodes
     teacher = teacher_file(str(tmp_path / 'teacher.pth'))
     ref, work = str(tmp_path / 'ref'), str(tmp_path / 'preempted')
-    refs = _two_nodes(ref, digits_root, teacher, ref)
-    node0, node1 = _two_nodes(work, digits_root, teacher, work)
+    refs = two_nodes(ref, digits_root, teacher, ref)
+    node0, node1 = two_nodes(work, digits_root, teacher, work)
     _wait_for(node0, f'{work}.node0.log', 'Epoch(train) [2][3/6]')
-    workers = _children(node1.pid)
+    workers = children(node1.pid)
     assert len(workers) == 1, workers
     sent = time.time()
     os.kill(workers[0], signal.SIGTERM)
@@ -269,7 +269,7 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_iteration(
 
     for rank, proc in enumerate(refs):
         finish_train(proc, f'{ref}.node{rank}.log')
-    resumed = _two_nodes(work, digits_root, teacher, work + '.resume',
+    resumed = two_nodes(work, digits_root, teacher, work + '.resume',
                          '--resume')
     logs = [finish_train(p, f'{work}.resume.node{r}.log')
             for r, p in enumerate(resumed)]
@@ -284,14 +284,13 @@ def test_sigterm_to_dist_train_sh_reaches_every_process_and_exits_5(
         tmp_path, digits_root):
     """One node, two processes: SIGTERM to tools/dist_train.sh itself (the
     torchrun agent, which forwards it to both training processes)."""
-    from tests.tools.test_dist import DIST_TRAIN, _launch, _options
     teacher = teacher_file(str(tmp_path / 'teacher.pth'))
     work = str(tmp_path / 'preempted')
     with socket.socket() as sock:  # a free port for the process group
         sock.bind(('127.0.0.1', 0))
         port = str(sock.getsockname()[1])
-    node = _launch(['bash', DIST_TRAIN, FUNMATCH, '2',
-                    *_options(work, digits_root, teacher, 8)],
+    node = launch(['bash', DIST_TRAIN, FUNMATCH, '2',
+                    *dist_options(work, digits_root, teacher, 8)],
                    work + '.log', PORT=port)
     _wait_for(node, work + '.log', 'Epoch(train) [2][1/6]')
     sent = time.time()
