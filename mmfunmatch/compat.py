@@ -172,7 +172,7 @@ def end_distributed_process(code: int = 0) -> None:
     if not (torch.distributed.is_available()
             and torch.distributed.is_initialized()):
         return
-    torch.distributed.destroy_process_group()
+    close_process_group()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -15,7 +15,7 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 import mmfunmatch  # noqa: F401  (registers everything, applies compat)
-from mmfunmatch.compat import close_process_group, end_distributed_process
+from mmfunmatch.compat import end_distributed_process
 from mmfunmatch.apis.validate import validate_config
 
 _PLAIN_WRAPPERS = (None, 'OptimWrapper', 'AmpOptimWrapper')
@@ -255,5 +255,5 @@ def evaluate(argv: Optional[List[str]] = None) -> dict:
     if out and runner.rank == 0:
         with open(out, 'w') as f:
             json.dump(metrics, f, indent=1)
-    close_process_group()
+    end_distributed_process(0)  # tools/test.py under torchrun: as train()
     return metrics
