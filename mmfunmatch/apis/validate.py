@@ -79,7 +79,8 @@ def _stored_teacher_errors(cfg: Config) -> List[str]:
             'StoredTeacherDataset (FunMatchDistiller runs the teacher on the '
             'student\'s exact view); to run that baseline on purpose set '
             "train_dataloader.dataset.baseline='fix/ic_ens'.")
-    if (cfg.get('model') or {}).get('type') != 'StoredTargetDistiller':
+    from mmfunmatch.models.algorithms import StoredTargetDistiller
+    if not _builds(cfg.get('model') or {}, StoredTargetDistiller):
         errors.append(
             'train_dataloader: StoredTeacherDataset serves stored targets, '
             f'but model.type is {(cfg.get("model") or {}).get("type")!r}, '
@@ -117,15 +118,19 @@ def _train_input_size(train_dl: Optional[dict]) -> Optional[tuple]:
     return None
 
 
+def _builds(model: dict, base: type) -> bool:
+    """Whether a model config builds ``base`` or a subclass of it."""
+    from mmpretrain.registry import MODELS
+    kind = model.get('type')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    return isinstance(cls, type) and issubclass(cls, base)
+
+
 def _teachers(model: dict) -> Optional[List[TeacherSpec]]:
     """The teacher specs of a distiller config (FunMatchDistiller or a
     subclass), else None."""
-    from mmpretrain.registry import MODELS
-
     from mmfunmatch.models.algorithms import FunMatchDistiller
-    kind = model.get('type')
-    cls = MODELS.get(kind) if isinstance(kind, str) else kind
-    if not (isinstance(cls, type) and issubclass(cls, FunMatchDistiller)):
+    if not _builds(model, FunMatchDistiller):
         return None
     return teacher_specs(model.get('teachers') or [])
 

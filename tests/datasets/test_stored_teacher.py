@@ -212,6 +212,15 @@ def test_the_fix_ic_ens_config_passes_validation(stored):
     validate_config(stored)
 
 
+def test_stored_targets_need_the_stored_target_distiller(stored):
+    cfg = copy.deepcopy(stored)
+    cfg.model.type = 'FunMatchDistiller'  # would run the teacher instead
+    with pytest.raises(ConfigError,
+                       match="model.type is 'FunMatchDistiller'.*"
+                       "model.type='StoredTargetDistiller'"):
+        validate_config(cfg)
+
+
 def test_random_student_views_without_the_baseline_are_refused(stored):
     cfg = copy.deepcopy(stored)
     del cfg.train_dataloader.dataset['baseline']
