@@ -305,6 +305,44 @@ def _cpu_sync_batchnorm() -> None:
     runner_module.convert_sync_batchnorm = convert_sync_batchnorm
 
 
+def _mmcls_scope_alias() -> None:
+    """Let MMRazor 1.0.0's own configs, written for MMClassification 1.x
+    ('mmcls'), load and build with MMPretrain, its renamed successor.
+
+    MMRazor's classification configs inherit ``mmcls::_base_/...`` files and
+    name ``mmcls.ImageClassifier``, ``mmcls.ResNet_CIFAR`` and so on; mmcls
+    1.x was renamed mmpretrain (which pins out mmcls: both cannot be
+    installed), so ``Config.fromfile`` stops with 'mmcls is not installed'
+    and the registries know no 'mmcls' scope. The config path ``mmcls::X``
+    is read as ``mmpretrain::X`` (mmpretrain ships the same ``_base_``
+    files), and each root registry lists mmpretrain's registry a second
+    time under the key 'mmcls', so ``mmcls.Name`` finds mmpretrain's
+    ``Name``. Nothing changes where mmcls itself is installed. Remove when
+    MMRazor's configs name mmpretrain.
+    """
+    from mmengine.config import Config
+    from mmengine.utils import is_installed
+    if is_installed('mmcls'):
+        return
+    original = Config._get_cfg_path
+
+    def get_cfg_path(cfg_path, filename):
+        if cfg_path.startswith('mmcls::'):
+            cfg_path = 'mmpretrain::' + cfg_path[len('mmcls::'):]
+        return original(cfg_path, filename)
+
+    Config._get_cfg_path = staticmethod(get_cfg_path)
+
+    import mmengine.registry as roots
+    import mmpretrain.registry as pretrain
+    for name in dir(pretrain):
+        registry = getattr(pretrain, name)
+        if (isinstance(registry, roots.Registry)
+                and registry.scope == 'mmpretrain'
+                and registry.parent is not None):
+            registry.parent._children.setdefault('mmcls', registry)
+
+
 def apply() -> None:
     """Apply every workaround once."""
     global _APPLIED
@@ -315,4 +353,5 @@ def apply() -> None:
     _cpu_process_group()
     _atomic_local_put()
     _cpu_sync_batchnorm()
+    _mmcls_scope_alias()
     _APPLIED = True
