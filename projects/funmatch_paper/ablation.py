@@ -21,6 +21,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import threading
@@ -41,6 +42,12 @@ TEACHER_CONFIG = osp.join(REPO, 'configs', 'funmatch', 'demo',
 # The paper's figure 3, in its order (docs/method.md).
 SETTINGS = ('fix/rs', 'fix/cc', 'fix/ic_ens', 'ind/rc', 'ind/ic', 'same/rc',
             'same/ic', 'funmatch')
+# Settings outside the figure that a config folder may hold
+# (configs/funmatch/fewshot/digits_label.py: the label-only student).
+EXTRA_SETTINGS = ('label', )
+# Train folders of the harder split (digits.write_fewshot): train_few<N>
+# for the students, train_rest<N> for the teacher.
+FEWSHOT_PREFIX = re.compile(r'^train_(?:few|rest)(\d+)$')
 CSV_FIELDS = ('setting', 'seed', 'epochs', 'val_top1', 'agreement',
               'train_distill_loss', 'val_kl', 'iters', 'wall_s', 'work_dir')
 RESULT_FILE = 'ablation_result.json'
@@ -64,7 +71,7 @@ def config_path(setting: str, config_dir: str = ABLATION_CONFIGS) -> str:
 def setting_of(config: str) -> str:
     """The setting name of an ablation config path (its file name, for
     configs outside the figure)."""
-    for name in SETTINGS:
+    for name in SETTINGS + EXTRA_SETTINGS:
         if osp.basename(config) == osp.basename(config_path(name)):
             return name
     return osp.splitext(osp.basename(config))[0]
@@ -153,6 +160,9 @@ class Study:
             setting names, else the config file names.
         prefix (str): Name prefix of the CSV, figures and table. Defaults to
             'ablation'.
+        teacher_config (str, optional): The config the teacher is trained
+            with when ``teacher`` is None. Defaults to the demo teacher's
+            (configs/funmatch/demo/digits_teacher.py).
     """
 
     def __init__(self,
@@ -172,7 +182,8 @@ class Study:
                  md_path: Optional[str] = None,
                  poll_s: float = 2.0,
                  names: Optional[Sequence[str]] = None,
-                 prefix: str = 'ablation') -> None:
+                 prefix: str = 'ablation',
+                 teacher_config: Optional[str] = None) -> None:
         self.work_dir = osp.abspath(work_dir)
         self.data_root = osp.abspath(data_root)
         self.configs = [osp.abspath(c) for c in (
@@ -198,6 +209,7 @@ class Study:
         self.names = list(names) if names is not None else [
             setting_of(c) for c in self.configs]
         self.prefix = prefix
+        self.teacher_config = osp.abspath(teacher_config or TEACHER_CONFIG)
         self._cfgs: Dict[str, object] = {}
 
     @property
@@ -223,7 +235,7 @@ class Study:
             return self.teacher
         from mmengine.config import Config
         epochs = (self.teacher_epochs or
-                  Config.fromfile(TEACHER_CONFIG).train_cfg.max_epochs)
+                  Config.fromfile(self.teacher_config).train_cfg.max_epochs)
         return osp.join(self.work_dir, 'teacher', f'epoch_{epochs}.pth')
 
     # -- plan -----------------------------------------------------------------
@@ -286,6 +298,22 @@ class Study:
             epochs = int(osp.basename(self.teacher_path())[6:-4])
             wall += epochs * 20 * SEC_PER_TEACHER_ITER + SEC_PER_RUN
         return wall
+
+    def fewshot_sizes(self) -> List[int]:
+        """Images per class of the harder splits (``train_few<N>``,
+        ``train_rest<N>``) that the student configs and, when it is trained
+        here, the teacher config read."""
+        from mmengine.config import Config
+        cfgs = [self._config(c) for c in self.configs]
+        if not self.teacher:
+            cfgs.append(Config.fromfile(self.teacher_config))
+        sizes = set()
+        for cfg in cfgs:
+            for d in dataset_chain(cfg.train_dataloader.dataset):
+                m = FEWSHOT_PREFIX.match(str(d.get('data_prefix', '')))
+                if m:
+                    sizes.add(int(m.group(1)))
+        return sorted(sizes)
 
     def _train_images(self) -> int:
         cfg = self._config(self.configs[0])
@@ -414,7 +442,7 @@ class Study:
         if self.teacher_epochs:
             opts += schedule_options(epochs)
         cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'),
-               TEACHER_CONFIG, '--work-dir', work, '--resume',
+               self.teacher_config, '--work-dir', work, '--resume',
                '--cfg-options'] + opts
         print(f'[ablation] training the teacher in {work}', flush=True)
         log_path = osp.join(work, 'train.log')
@@ -451,9 +479,11 @@ class Study:
         """
         from tqdm import tqdm
 
-        from projects.funmatch_paper.digits import write_digits
+        from projects.funmatch_paper.digits import write_digits, write_fewshot
         os.makedirs(self.work_dir, exist_ok=True)
         write_digits(self.data_root)
+        for per_class in self.fewshot_sizes():
+            write_fewshot(self.data_root, per_class)
         runs = self.plan()
         teacher = self.teacher_path()
         todo = []
@@ -537,6 +567,7 @@ class Study:
             val_png=osp.join(self.work_dir, f'{self.prefix}_val_top1.png'),
             loss_png=osp.join(self.work_dir,
                               f'{self.prefix}_train_loss.png'),
+            kl_png=osp.join(self.work_dir, f'{self.prefix}_val_kl.png'),
             markdown=self.md_path or osp.join(self.work_dir,
                                               f'{self.prefix}.md'))
         write_csv(rows, paths['csv'])
@@ -546,7 +577,7 @@ class Study:
         order = list(self.names)
         teacher_top1 = teacher_accuracy(teacher)
         plot_study(rows, runs, curves, order, paths['val_png'],
-                   paths['loss_png'], teacher_top1)
+                   paths['loss_png'], teacher_top1, paths['kl_png'])
         acc = ('' if teacher_top1 is None else
                f' (val top-1 {teacher_top1:.1f} %)')
         os.makedirs(osp.dirname(osp.abspath(paths['markdown'])),
@@ -680,11 +711,13 @@ def load_result(run: Run, teacher: str) -> Optional[dict]:
 
 
 def read_curves(work_dir: str, iters_per_epoch: int) -> dict:
-    """Val top-1 per epoch and train distillation loss per epoch."""
+    """Val top-1 and KL(teacher || student) per epoch, and the train
+    distillation loss per epoch."""
     train, val = read_records(work_dir)
     return dict(
         val_epoch=[r['step'] for r in val],
         val_top1=[r['accuracy/top1'] for r in val],
+        val_kl=[r.get('teacher/kl', float('nan')) for r in val],
         train_epoch=[r['step'] / iters_per_epoch for r in train],
         train_loss=[r.get('loss_distill', r.get('loss')) for r in train])
 
@@ -767,19 +800,24 @@ def _style(setting: str, i: int) -> dict:
 
 def plot_study(rows: List[dict], runs: Sequence[Run], curves: Dict[str, dict],
                order: Sequence[str], val_path: str, loss_path: str,
-               teacher_top1: Optional[float] = None) -> None:
-    """Two figures, each: the final value against schedule length (mean and
-    std over seeds) and the curve during the longest runs (mean over
-    seeds)."""
+               teacher_top1: Optional[float] = None,
+               kl_path: Optional[str] = None) -> None:
+    """Two figures (three with ``kl_path``: val KL to the teacher), each: the
+    final value against schedule length (mean and std over seeds) and the
+    curve during the longest runs (mean over seeds)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     settings = [s for s in order if any(r['setting'] == s for r in rows)]
     longest = max((r['epochs'] for r in rows), default=None)
-    for path, key, ylabel, curve_x, curve_y in (
-            (val_path, 'val_top1', 'val top-1 (%)', 'val_epoch', 'val_top1'),
-            (loss_path, 'train_distill_loss', 'train distillation loss',
-             'train_epoch', 'train_loss')):
+    figures = [
+        (val_path, 'val_top1', 'val top-1 (%)', 'val_epoch', 'val_top1'),
+        (loss_path, 'train_distill_loss', 'train distillation loss',
+         'train_epoch', 'train_loss')]
+    if kl_path:
+        figures.append((kl_path, 'val_kl', 'val KL(teacher || student)',
+                        'val_epoch', 'val_kl'))
+    for path, key, ylabel, curve_x, curve_y in figures:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
         stats = aggregate(rows, key)
         for i, s in enumerate(settings):
@@ -829,8 +867,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--data-root', default='data/digits')
     parser.add_argument(
         '--settings', nargs='+', default=list(SETTINGS),
-        help='setting names (fix/rs ... funmatch) or ablation config paths '
-        '(default: all eight)')
+        help='setting names (fix/rs ... funmatch, label) or config paths '
+        '(default: the figure\'s eight)')
+    parser.add_argument(
+        '--config-dir', default=ABLATION_CONFIGS,
+        help='where setting names find their digits_<setting>.py (default '
+        'configs/funmatch/ablation; configs/funmatch/fewshot for the harder '
+        'split)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, nargs='+', default=[30, 150],
                         help='schedule lengths (default 30 150)')
@@ -839,6 +882,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'the demo teacher config when omitted')
     parser.add_argument('--teacher-epochs', type=int,
                         help='shorten the teacher\'s schedule')
+    parser.add_argument('--teacher-config',
+                        help='config to train the teacher with when '
+                        '--teacher is omitted (default: the demo teacher; '
+                        'CONFIG_DIR/digits_teacher.py when there is one)')
     parser.add_argument('--jobs', type=int, default=2,
                         help='runs in parallel (default 2)')
     parser.add_argument('--threads', type=int,
@@ -860,14 +907,25 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    configs = [s if s.endswith('.py') else config_path(s)
+    configs = [s if s.endswith('.py') else config_path(s, args.config_dir)
                for s in args.settings]
+    missing = [c for c in configs if not osp.isfile(c)]
+    if missing:
+        print(f'[ablation] no config {missing}: give setting names that have '
+              f'a digits_<setting>.py in --config-dir {args.config_dir}, or '
+              f'config paths', file=sys.stderr)
+        return 2
+    teacher_config = args.teacher_config
+    own = osp.join(args.config_dir, 'digits_teacher.py')
+    if teacher_config is None and osp.isfile(own):
+        teacher_config = own
     study = Study(args.work_dir, args.data_root, configs, seeds=args.seeds,
                   epochs=args.epochs, teacher=args.teacher,
                   teacher_epochs=args.teacher_epochs, jobs=args.jobs,
                   threads=args.threads, ens_crops=args.ens_crops,
                   val_points=args.val_points, num_workers=args.num_workers,
-                  cfg_options=args.cfg_options, md_path=args.md)
+                  cfg_options=args.cfg_options, md_path=args.md,
+                  teacher_config=teacher_config)
     start = time.time()
     result = study.run(dry_run=args.dry_run)
     if args.dry_run:
