@@ -8,8 +8,14 @@ from mmengine.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
 
 
 def trainable_module(model: nn.Module) -> nn.Module:
-    """The part of ``model`` that trains: the student of a distiller."""
+    """The part of ``model`` that trains: what its ``trainable_modules()``
+    lists (a distiller's student plus a feature loss's projector, a
+    self-distilled network's auxiliary heads), else the student of a
+    distiller, else the whole model."""
     model = getattr(model, 'module', model)  # unwrap DDP
+    if hasattr(model, 'trainable_modules'):
+        parts = model.trainable_modules()
+        return parts[0] if len(parts) == 1 else nn.ModuleList(parts)
     return getattr(model, 'student', model)
 
 
@@ -41,7 +47,9 @@ def decay_groups(module: nn.Module,
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class FunMatchOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """Hand the optimizer the student's parameters only, in two groups.
+    """Hand the optimizer the student's parameters only (plus what the
+    model's ``trainable_modules()`` adds, e.g. SRD's projector), in two
+    groups.
 
     big_vision decays conv and linear weights only. Here that is the default:
     parameters with more than one dimension take the optimizer's

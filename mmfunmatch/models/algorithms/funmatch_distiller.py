@@ -1,3 +1,4 @@
+import contextlib
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -10,6 +11,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmfunmatch.models.data_preprocessors import FunMatchDataPreprocessor
+from mmfunmatch.models.penultimate import (feature_width, record_features,
+                                           teacher_keys)
 from mmfunmatch.models.teacher_spec import TeacherSpec, teacher_specs
 from mmfunmatch.models.weights import load_weights
 from mmfunmatch.registry import register_in_mmrazor
@@ -83,6 +86,17 @@ class FunMatchDistiller(BaseModel):
         label_loss (dict, optional): A loss on ground-truth labels (mixed
             scores when mixup is on), added to the distillation loss. Off by
             default: labels are then only monitored.
+        feature_loss (dict, optional): A loss on the penultimate features,
+            added beside the KL term, e.g. ``dict(type='SRDLoss')``. The
+            student's and each teacher's features (the input of their
+            classifier layer) are recorded in the forward passes that give
+            the logits, on the same views. It is called as
+            ``loss(student_feats, [teacher_feats, ...])``; its widths
+            (``student_channels``, ``teacher_channels``) are filled in from
+            the models when not given and checked when given. Its
+            parameters (SRD's projector) train with the student and are
+            checkpointed, not exported. Needs a forward of every teacher
+            each step (not with stored targets). Defaults to None.
         student_checkpoint (str, optional): Initialise the student from this
             weight file (paper section 3.5). Defaults to None.
         teacher_dtype (str, optional): 'bf16' or 'fp16' runs the teachers
@@ -106,6 +120,7 @@ class FunMatchDistiller(BaseModel):
                  distill_loss: dict = dict(type='KLDivergenceT', tau=1.0),
                  teacher_combine: str = 'mean_logits',
                  label_loss: Optional[dict] = None,
+                 feature_loss: Optional[dict] = None,
                  student_checkpoint: Optional[str] = None,
                  teacher_dtype: Optional[str] = None,
                  channels_last: bool = False,
@@ -152,6 +167,14 @@ class FunMatchDistiller(BaseModel):
                 'label-only baseline use type="LabelOnlyStudent" (its '
                 'teachers are kept for validation only).')
         self.label_loss = MODELS.build(label_loss) if label_loss else None
+        if feature_loss and compile_teachers:
+            raise ValueError(
+                'FunMatchDistiller: feature_loss records features with '
+                'forward hooks, which torch.compile\'d teachers do not run '
+                'reliably; set compile_teachers=False or remove '
+                'feature_loss.')
+        self.feature_loss = (self._build_feature_loss(feature_loss)
+                             if feature_loss else None)
         self.teacher_combine = teacher_combine
         self.student_checkpoint = student_checkpoint
         self.teacher_dtype = _DTYPES[teacher_dtype]
@@ -190,6 +213,43 @@ class FunMatchDistiller(BaseModel):
                     f'same classes. Set the student head num_classes='
                     f'{n_teacher} (or use a teacher fine-tuned on your '
                     f'classes).')
+
+    def _build_feature_loss(self, cfg: dict) -> nn.Module:
+        """The feature loss, its widths filled in from (or checked against)
+        the student's and the teachers' classifier layers."""
+        cfg = dict(cfg)
+        student = feature_width(self.student)
+        teachers = [feature_width(t) for t in self.teachers]
+        if cfg.get('student_channels') is None:
+            cfg['student_channels'] = student
+        if cfg.get('teacher_channels') is None:
+            cfg['teacher_channels'] = teachers
+        elif isinstance(cfg['teacher_channels'], int):
+            cfg['teacher_channels'] = ([cfg['teacher_channels']] *
+                                       len(teachers))
+        if cfg['student_channels'] != student:
+            raise ValueError(
+                f'feature_loss declares student_channels='
+                f'{cfg["student_channels"]} but the student\'s penultimate '
+                f'features (its classifier layer\'s input) are {student} '
+                f'wide; set student_channels={student} or leave it out.')
+        if list(cfg['teacher_channels']) != teachers:
+            raise ValueError(
+                f'feature_loss declares teacher_channels='
+                f'{list(cfg["teacher_channels"])} but the penultimate '
+                f'features of the teachers {self.teacher_keys} are '
+                f'{teachers} wide; set teacher_channels={teachers} or leave '
+                f'it out.')
+        return MODELS.build(cfg)
+
+    def trainable_modules(self) -> List[nn.Module]:
+        """What the optimizer trains: the student, and the feature loss's
+        projector when there is one (FunMatchOptimWrapperConstructor)."""
+        modules = [self.student]
+        if self.feature_loss is not None and any(
+                True for _ in self.feature_loss.parameters()):
+            modules.append(self.feature_loss)
+        return modules
 
     # -- weights ---------------------------------------------------------------
     def init_weights(self) -> None:
@@ -258,15 +318,19 @@ class FunMatchDistiller(BaseModel):
            the one mixup draw (``FunMatchDataPreprocessor``);
         2. targets: each frozen teacher's logits on its own view
            (:meth:`teacher_targets`, no gradient);
-        3. the student's logits on its view;
+        3. the student's logits on its view (with ``feature_loss``, steps 2
+           and 3 also record each model's penultimate features: no extra
+           forward);
         4. the loss: ``T^2 KL(target || student)`` at the loss's temperature
            (per teacher and summed for ``teacher_combine='sum_kl'``, else on
            the combined target), the monitors (entropies, agreement, label
-           cross-entropy) and, when configured, a label loss.
+           cross-entropy) and, when configured, a label loss and the feature
+           loss.
         """
         student_view, teacher_views = self._split(inputs)
-        t_logits = self.teacher_targets(teacher_views, data_samples)
-        s_logits = self.student_logits(student_view)
+        with self._recording_features() as features:
+            t_logits = self.teacher_targets(teacher_views, data_samples)
+            s_logits = self.student_logits(student_view)
         if self.teacher_combine == 'sum_kl':
             loss = sum(self.distill_loss(s_logits, t) for t in t_logits)
             target = combine_teachers(t_logits, 'mean_logits')
@@ -277,7 +341,38 @@ class FunMatchDistiller(BaseModel):
         losses = dict(loss_distill=loss)
         losses.update(_monitors(s_logits, target))
         losses.update(self._label_losses(s_logits, data_samples))
+        losses.update(self._feature_losses(features))
         return losses
+
+    def _recording_features(self):
+        """Records the penultimate features of the student and of every
+        teacher while the block runs (nothing without a feature loss)."""
+        if self.feature_loss is None:
+            return contextlib.nullcontext({})
+        models = dict(zip(teacher_keys(len(self.teachers)), self.teachers))
+        models['student'] = self.student
+        return record_features(models)
+
+    def _feature_losses(self, features: Dict[str, torch.Tensor]) -> dict:
+        """The feature loss on the features recorded in this step."""
+        if self.feature_loss is None:
+            return {}
+        keys = teacher_keys(len(self.teachers))
+        missing = [self.teacher_keys[i] for i, k in enumerate(keys)
+                   if k not in features]
+        if missing:
+            raise RuntimeError(
+                f'{type(self).__name__}: feature_loss needs the penultimate '
+                f'features of every teacher on this step\'s views, but '
+                f'{missing} did not run ({type(self).__name__}.'
+                f'teacher_targets returned targets without a teacher '
+                f'forward, e.g. stored ones). Remove feature_loss, or run '
+                f'the teachers.')
+        # Teacher features come from inference mode: clone them into
+        # ordinary tensors that autograd may save (as teacher_logits does).
+        teachers = [features[k].clone().float() for k in keys]
+        return dict(loss_feature=self.feature_loss(features['student'],
+                                                   teachers))
 
     def teacher_targets(self, views: Sequence[torch.Tensor],
                         data_samples: Optional[List[DataSample]] = None
