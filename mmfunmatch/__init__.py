@@ -14,5 +14,6 @@ from .engine import *  # noqa: E402,F401,F403
 from .evaluation import *  # noqa: E402,F401,F403
 from .models import *  # noqa: E402,F401,F403
 from .apis import *  # noqa: E402,F401,F403  (CheckedRunner, validate_config)
+from .replay import *  # noqa: E402,F401,F403  (replay store)
 
 __version__ = '0.1.0'

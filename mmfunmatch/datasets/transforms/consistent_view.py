@@ -163,6 +163,12 @@ class ConsistentView(BaseTransform):
                 f'\'ind/rc\', or remove teacher_crop_fracs.')
         return fracs
 
+    def drop_teacher_views(self) -> None:
+        """Render the student's view only (a replay run reads the teachers'
+        targets from its store). The student's box and flip are drawn
+        first, so they stay the same."""
+        self.teacher_sizes, self.teacher_crop_fracs = [], []
+
     # -- boxes ---------------------------------------------------------------
     def _square_side(self, h: int, w: int,
                      crop_frac: Optional[float] = None) -> int:

@@ -19,6 +19,9 @@ class PackFunMatchInputs(PackInputs):
     moving the batch to the device, so the same pixels are neither copied,
     collated, pinned nor transferred twice.
 
+    The metainfo also keeps ``ConsistentView``'s ``crop_bbox`` (beside
+    ``PackInputs``'s ``flip``): a replay store records and checks them.
+
     Args:
         teacher_key (str): Results key holding the teacher views.
             Defaults to 'teacher_imgs'.
@@ -26,7 +29,10 @@ class PackFunMatchInputs(PackInputs):
             meta_keys).
     """
 
+    DEFAULT_META_KEYS = PackInputs.DEFAULT_META_KEYS + ('crop_bbox', )
+
     def __init__(self, teacher_key: str = 'teacher_imgs', **kwargs) -> None:
+        kwargs.setdefault('meta_keys', self.DEFAULT_META_KEYS)
         super().__init__(**kwargs)
         self.teacher_key = teacher_key
 

@@ -79,6 +79,8 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
             in training only, e.g. ``dict(type='UniformMixup')``.
         num_classes (int, optional): Used to turn labels into scores that are
             mixed with the images (only needed for a label loss).
+        student_only (bool): Ignore teacher views and give none (a replay
+            run, whose targets are stored). Defaults to False.
     """
 
     def __init__(self,
@@ -87,8 +89,10 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
                  teachers: Sequence[dict] = (),
                  to_rgb: bool = True,
                  batch_augments: Optional[dict] = None,
-                 num_classes: Optional[int] = None) -> None:
+                 num_classes: Optional[int] = None,
+                 student_only: bool = False) -> None:
         super().__init__()
+        self.student_only = student_only
         s_mean, s_std = _normaliser(mean, std)
         self.register_buffer('mean', s_mean, False)
         self.register_buffer('std', s_std, False)
@@ -99,7 +103,7 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
             self.register_buffer(f'teacher_std_{i}', t_std, False)
             size = t.get('size')
             self.teacher_sizes.append(None if size is None else to_hw(size))
-        self.num_teachers = len(teachers)
+        self.num_teachers = 0 if student_only else len(teachers)
         self.to_rgb = to_rgb
         self.num_classes = num_classes
         self.batch_augment = (
@@ -171,7 +175,8 @@ class FunMatchDataPreprocessor(BaseDataPreprocessor):
         data_samples = data.get('data_samples')
         if isinstance(inputs, dict):
             student_raw = _stack(inputs['student'])
-            teacher_raws = [_stack(t) for t in inputs.get('teachers', [])]
+            teacher_raws = [] if self.student_only else [
+                _stack(t) for t in inputs.get('teachers', [])]
             if len(teacher_raws) != self.num_teachers:
                 raise ValueError(
                     f'FunMatchDataPreprocessor: got {len(teacher_raws)} '
