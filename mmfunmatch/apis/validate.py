@@ -392,6 +392,18 @@ def validate_config(cfg: Config) -> None:
                 'of an epoch can hold a single image, which mixup cannot '
                 'pair (the run would stop there). Set '
                 'train_dataloader.drop_last=True.')
+        augment = preprocessor.get('batch_augments')
+        group = (augment.get('group_size')
+                 if isinstance(augment, dict) else None)
+        batch = train_dl.get('batch_size')
+        if isinstance(group, int) and isinstance(batch, int) and (
+                group < 2 or batch % group):
+            # UniformMixup's groups must not span two processes.
+            errors.append(
+                f'model.data_preprocessor.batch_augments.group_size={group} '
+                f'must be at least 2 and divide train_dataloader.batch_size '
+                f'(per process, {batch}); set it to a divisor of every '
+                f'per-process batch the run may use.')
 
     # An epoch-based checkpoint hook never fires inside a step-based loop:
     # a long run would have no resume point.
