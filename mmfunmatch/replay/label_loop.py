@@ -1,5 +1,7 @@
 """The labelling run: the training loop of a function-matching config, with
 the teachers' forward in place of the training step."""
+import glob
+import os
 import os.path as osp
 import time
 from typing import Dict, List, Optional
@@ -80,6 +82,10 @@ class TeacherLabelLoop(EpochBasedTrainLoop):
                         world_size=world,
                         batch_size=self.dataloader.batch_size)
         if rank == 0:
+            # What a kill while writing leaves (no shard is ever half
+            # written: they appear by rename).
+            for stale in glob.glob(osp.join(self.store.root, '*.tmp')):
+                os.remove(stale)
             if self.store.exists():
                 manifest = self.store.manifest
                 self.store.check_fingerprint(fingerprint)

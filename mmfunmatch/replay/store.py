@@ -78,6 +78,7 @@ def check_precision(precision: str, topk: Optional[int],
 def encode_targets(logits: torch.Tensor, precision: str,
                    topk: Optional[int] = None) -> Dict[str, np.ndarray]:
     """Arrays to store for (rows, teachers, classes) float32 logits."""
+    check_precision(precision, topk, logits.size(-1))
     logits = logits.detach().float().cpu()
     if precision == 'fp32':
         return dict(logits=logits.numpy())

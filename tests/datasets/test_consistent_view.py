@@ -247,3 +247,23 @@ def test_bad_teacher_crop_fracs():
     # Equal to crop_frac: nothing to apply, nothing wrong.
     ConsistentView(student_size=8, teacher_sizes=[8], mode='same/ic',
                    crop_frac=0.875, teacher_crop_fracs=[0.875])
+
+
+def test_dropping_teacher_views_keeps_the_student_s_draws(digits_root):
+    """A replay run renders the student's view only; its box, flip and
+    pixels are those of the full transform, in every mode (the teachers'
+    own boxes in ind/* are drawn after the student's), and the packed
+    metainfo carries the box and flip the store records."""
+    img = real_image(digits_root, (120, 96))
+    for mode in ('same/ic', 'ind/ic', 'ind/rc', 'fix/cc'):
+        full = ConsistentView(student_size=24, teacher_sizes=[32], mode=mode)
+        alone = ConsistentView(student_size=24, teacher_sizes=[32], mode=mode)
+        alone.drop_teacher_views()
+        for seed in range(5):
+            a, b = run(full, img, seed), run(alone, img, seed)
+            assert b['teacher_imgs'] == []
+            assert (a['crop_bbox'], a['flip']) == (b['crop_bbox'], b['flip'])
+            np.testing.assert_array_equal(a['img'], b['img'])
+            meta = PackFunMatchInputs()(b)['data_samples'].metainfo
+            assert (tuple(meta['crop_bbox']), meta['flip']) == (
+                b['crop_bbox'], b['flip'])

@@ -109,3 +109,15 @@ def test_bad_view_references():
     ahead['inputs']['teachers'][0] = torch.tensor([2] * 4)
     with pytest.raises(ValueError, match='teacher 0 reads view 2'):
         pre(ahead, False)
+
+
+def test_student_only_ignores_teacher_views_and_mixes_the_student_alike():
+    """A replay run's preprocessor (``student_only``) hands on no teacher
+    view and gives the student's view the very values, mixup included, of
+    the full preprocessor."""
+    batch = default_collate(packed(rendered(), share=True))
+    full = MODELS.build(PREPROCESSOR)(copy.deepcopy(batch), True)['inputs']
+    alone = MODELS.build(dict(PREPROCESSOR, student_only=True))(
+        copy.deepcopy(batch), True)['inputs']
+    assert alone['teachers'] == []
+    assert torch.equal(full['student'], alone['student'])
