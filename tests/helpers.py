@@ -204,14 +204,16 @@ def launch(cmd, log, **env):
                                 start_new_session=True)
 
 
-def two_nodes(work, root, teacher, log, *extra):
-    """tools/dist_train.sh as two nodes of one process each on loopback."""
+def two_nodes(work, root, teacher, log, *extra, **env):
+    """tools/dist_train.sh as two nodes of one process each on loopback;
+    ``env``: more environment variables for both (e.g. MAX_RESTARTS)."""
     port = str(free_port())
     cmd = ['bash', DIST_TRAIN, FUNMATCH, '1',
            *dist_options(work, root, teacher, 8), *extra]
     return [
         launch(cmd, f'{log}.node{rank}.log', NNODES='2',
-                NODE_RANK=str(rank), MASTER_ADDR='127.0.0.1', PORT=port)
+                NODE_RANK=str(rank), MASTER_ADDR='127.0.0.1', PORT=port,
+                **env)
         for rank in (0, 1)
     ]
 

@@ -3,21 +3,17 @@
 #   tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py flags]
 # Multi-node: run on every node with NNODES, NODE_RANK, MASTER_ADDR (and the
 # same PORT). Without a GPU each process trains on CPU with the gloo backend.
+# The torchrun options (and MAX_RESTARTS: a restarted evaluation starts over)
+# are tools/dist_train.sh's, from tools/torchrun_options.sh.
 set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 DIR="$(cd "$(dirname "$0")" && pwd)"
+source "$DIR/torchrun_options.sh"
+torchrun_options "$GPUS"
 
 PYTHONPATH="$DIR/..:${PYTHONPATH:-}" \
 exec python -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
+    "${TORCHRUN_OPTIONS[@]}" \
     "$DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

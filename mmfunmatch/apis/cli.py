@@ -10,7 +10,7 @@ the config is checked (:func:`validate_config`) and trained by
 import argparse
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from mmengine.config import Config, DictAction
 
@@ -163,6 +163,50 @@ def resolve_resume(cfg: Config) -> None:
             f'newest complete checkpoint.')
 
 
+def elastic_restarts() -> Tuple[int, int]:
+    """(restarts of this node's processes so far, restarts allowed) under
+    torchrun's ``--max-restarts`` (``MAX_RESTARTS`` of tools/dist_train.sh);
+    (0, 0) outside torchrun."""
+    def read(name: str) -> int:
+        return int(os.environ.get(name, '0') or 0)
+
+    return (read('TORCHELASTIC_RESTART_COUNT'),
+            read('TORCHELASTIC_MAX_RESTARTS'))
+
+
+def resume_if_elastic(cfg: Config) -> None:
+    """Under torchrun with restarts allowed, every start of the worker group
+    continues from the newest complete checkpoint in the work directory, as
+    ``--resume`` does; with none there it starts as the command line says.
+
+    A process cannot tell a restart from the first start by itself:
+    ``TORCHELASTIC_RESTART_COUNT`` counts the restarts of its own node's
+    agent only, and a healthy node that restarts because another node failed
+    (or because a relaunched node joined) gets 0, so one node would start
+    from scratch beside the others. The newest checkpoint is also newer
+    than a ``--resume PATH`` or ``load_from`` of the first start. A run that
+    had already finished resumes from its last checkpoint and trains
+    nothing more. Like ``tools/slurm_train.sh``'s ``--resume``: a new run
+    needs a new work directory.
+    """
+    from mmengine.logging import print_log
+
+    from mmfunmatch.engine.hooks import find_resumable_checkpoint
+    count, allowed = elastic_restarts()
+    if allowed == 0:
+        return
+    newest = find_resumable_checkpoint(cfg.work_dir)
+    mode = (f'elastic run (torchrun --max-restarts {allowed}, restarts of '
+            f'this node so far: {count})')
+    if newest is None:
+        print_log(f'{mode}: no complete checkpoint in {cfg.work_dir} yet; '
+                  f'starting as the command line says.', logger='current')
+        return
+    print_log(f'{mode}: resuming from the newest complete checkpoint, as '
+              f'--resume would: {newest}', logger='current')
+    cfg.resume, cfg.load_from = True, newest
+
+
 def peer_lost(err: BaseException) -> bool:
     """Whether ``err`` comes from a collective whose peer went away."""
     import torch.distributed as dist
@@ -191,6 +235,7 @@ def train(argv: Optional[List[str]] = None) -> None:
                                          NonFiniteError, Preempted)
     try:
         cfg = train_config(argv)
+        resume_if_elastic(cfg)
         resolve_resume(cfg)
         runner = (RUNNERS.build(cfg) if 'runner_type' in cfg else
                   Runner.from_cfg(cfg))
@@ -233,13 +278,18 @@ def train(argv: Optional[List[str]] = None) -> None:
             raise
         from mmengine.dist import get_rank
         last = runner.message_hub.get_info('last_ckpt', None)
+        count, allowed = elastic_restarts()
+        then = (f'torchrun restarts the processes of every node (this node '
+                f'has {allowed - count} of {allowed} restarts left); they '
+                f'continue' if count < allowed else
+                'Relaunch every node with --resume to continue')
         runner.logger.error(
             f'rank {get_rank()}: lost contact with another rank at iteration '
             f'{runner.iter + 1} (epoch {runner.epoch + 1}): a process or node '
             f'died, hung past env_cfg.dist_cfg.timeout, or the network '
             f'failed ({type(err).__name__}: {str(err).splitlines()[0]}). '
-            f'Stopping. Relaunch every node with --resume to continue from '
-            f'the newest complete checkpoint ({last or "none yet"}).')
+            f'Stopping. {then} from the newest complete checkpoint '
+            f'({last or "none yet"}).')
         sys.exit(EXIT_PEER_LOST)
     end_distributed_process(0)
 

@@ -1,0 +1,120 @@
+"""Elastic restarts on the real launcher: tools/dist_train.sh run twice as
+two nodes of one process each (gloo on CPU, loopback) with MAX_RESTARTS=2,
+which makes torchrun's agents meet through a c10d rendezvous and restart the
+whole worker group after a failure.
+
+- One training process is SIGKILLed in the middle of epoch 2, after the
+  mid-epoch checkpoint iter_8.pth: the other rank loses its peer and exits,
+  both agents restart their workers, tools/train.py resumes by itself from
+  the newest complete checkpoint, the job ends with exit code 0 and the
+  weights, buffers and optimizer state of the uninterrupted run, bit for
+  bit. The time from the kill to the restarted group's first step is
+  printed.
+- A pre-emption (SIGTERM to one training process) is not restarted: both
+  launchers exit with 5 so that a scheduler can requeue the job.
+"""
+import os
+import os.path as osp
+import re
+import signal
+import time
+
+import pytest
+
+from mmfunmatch.apis.cli import EXIT_PREEMPTED
+from tests.helpers import (assert_same_run, children, finish_train,
+                           teacher_file, two_nodes)
+
+pytestmark = pytest.mark.slow
+RESTARTS = dict(MAX_RESTARTS='2')
+# A restarted group must be training again, or a pre-empted job gone, within
+# this many seconds (the restart took ~10 s here: the survivor's exit, a new
+# rendezvous, two interpreters importing torch and mmpretrain, the resume;
+# the bound leaves room for a loaded machine).
+BOUND_S = 300
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _wait_for(procs, logs, pattern, timeout=900) -> float:
+    """Wait until ``pattern`` (a regex) is in one of ``logs``; the time."""
+    deadline = time.time() + timeout
+    while True:
+        ended = [proc.poll() is not None for proc in procs]  # logs complete
+        if any(re.search(pattern, _read(log)) for log in logs):
+            return time.time()
+        assert not any(ended), '\n'.join(_read(log)[-3000:] for log in logs)
+        assert time.time() < deadline, f'{pattern!r} never appeared'
+        time.sleep(0.02)
+
+
+def _worker(agent) -> int:
+    """The one training process of a node's torchrun agent."""
+    workers = children(agent.pid)
+    assert len(workers) == 1, workers
+    return workers[0]
+
+
+def test_a_killed_worker_is_restarted_and_the_run_ends_exactly(
+        tmp_path, digits_root):
+    teacher = teacher_file(str(tmp_path / 'teacher.pth'))
+    ref, work = str(tmp_path / 'ref'), str(tmp_path / 'elastic')
+    refs = two_nodes(ref, digits_root, teacher, ref)  # static, no restarts
+    nodes = two_nodes(work, digits_root, teacher, work, **RESTARTS)
+    logs = [f'{work}.node{rank}.log' for rank in (0, 1)]
+    # Mid-epoch: epoch 2 is iterations 7-12; iter_8.pth is its checkpoint.
+    _wait_for(nodes, logs, r'Epoch\(train\) \[2\]\[3/6\]')
+    assert osp.exists(osp.join(work, 'iter_8.pth'))
+    killed = time.time()
+    os.kill(_worker(nodes[1]), signal.SIGKILL)
+    # The restarted group's first step.
+    back = _wait_for(nodes, logs, r'(?s)resuming from the newest complete '
+                     r'checkpoint.*Epoch\(train\)', timeout=BOUND_S)
+    texts = [finish_train(p, log, timeout=900) for p, log in zip(nodes, logs)]
+    for rank, proc in enumerate(refs):
+        finish_train(proc, f'{ref}.node{rank}.log', timeout=900)
+    both = '\n'.join(texts)
+    print(f'\nworker of node 1 killed in iteration ~9: the restarted group '
+          f'trained its first step {back - killed:.1f} s later')
+    # The first start found nothing to resume; the survivor saw its peer go
+    # and left the restart to torchrun.
+    assert both.count('no complete checkpoint in') == 2
+    assert 'lost contact with another rank' in both
+    assert 'torchrun restarts the processes of every node' in both
+    # One restart, and both processes resumed from the mid-epoch checkpoint.
+    resumed = re.findall(r'resuming from the newest complete checkpoint, as '
+                         r'--resume would: (\S+)', both)
+    assert resumed == [osp.join(work, 'iter_8.pth')] * 2, resumed
+    assert 'Resuming inside epoch 2: skipping its first 2 batches' in both
+    assert 'weights identical on all 2 ranks' in both
+    assert_same_run(osp.join(ref, 'epoch_2.pth'),
+                    osp.join(work, 'epoch_2.pth'))
+
+
+def test_a_preempted_job_is_not_restarted(tmp_path, digits_root):
+    """SIGTERM to node 1's training process: both ranks checkpoint and
+    exit with 5, and the agents, though allowed restarts, end the job."""
+    teacher = teacher_file(str(tmp_path / 'teacher.pth'))
+    work = str(tmp_path / 'preempted')
+    nodes = two_nodes(work, digits_root, teacher, work, **RESTARTS)
+    logs = [f'{work}.node{rank}.log' for rank in (0, 1)]
+    _wait_for(nodes, logs, r'Epoch\(train\) \[2\]\[3/6\]')
+    sent = time.time()
+    os.kill(_worker(nodes[1]), signal.SIGTERM)
+    for proc in nodes:
+        proc.wait(timeout=BOUND_S)
+    took = time.time() - sent
+    texts = [_read(log) for log in logs]
+    assert [p.returncode for p in nodes] == [EXIT_PREEMPTED] * 2, \
+        texts[0][-3000:] + texts[1][-3000:]
+    print(f'\npre-emption with MAX_RESTARTS=2: both launchers exited with 5 '
+          f'{took:.1f} s after the signal')
+    for text in texts:
+        assert 'stopped for a pre-emption signal: not restarting' in text
+        assert 'resuming from' not in text
+    stopped = re.findall(r'pre-empted: SIGTERM .*?stopped after iteration '
+                         r'(\d+)', '\n'.join(texts))
+    assert len(stopped) == 2 and stopped[0] == stopped[1], stopped
