@@ -373,10 +373,13 @@ def _flatten(obj, prefix=''):
     return {prefix[:-1]: obj}
 
 
-def _changed(path: str) -> set:
-    a, b = _flatten(load(MAIN).to_dict()), _flatten(load(path).to_dict())
-    return {k for k in a.keys() | b.keys() if a.get(k, '<none>') !=
-            b.get(k, '<none>')}
+def _changed(path: str, parent: str = MAIN) -> Dict[str, tuple]:
+    """The leaves of a resolved config that differ from its parent's:
+    {'a.b.1.c': (parent's value, child's value)}."""
+    a, b = _flatten(load(parent).to_dict()), _flatten(load(path).to_dict())
+    return {k: (a.get(k, '<none>'), b.get(k, '<none>'))
+            for k in a.keys() | b.keys()
+            if a.get(k, '<none>') != b.get(k, '<none>')}
 
 
 @pytest.mark.parametrize('name, allowed', [
@@ -619,3 +622,62 @@ def test_out_of_domain_config_trains_on_unlabelled_images(tmp_path):
     assert set(losses) == {'loss_distill', 'student_entropy',
                            'teacher_entropy', 'agreement'}
     assert torch.isfinite(losses['loss_distill'])
+
+
+# -- derived configs state their difference, nothing else ---------------------
+_TRAIN_VIEW = ('train_pipeline.1', 'train_dataloader.dataset.pipeline.1')
+
+
+@pytest.mark.parametrize('mode', ['same_rc', 'ind_ic', 'ind_rc', 'fix_rs',
+                                  'fix_cc'])
+def test_ablation_rows_differ_from_same_ic_in_the_view_mode_only(mode):
+    changed = _changed(osp.join(CONFIG_DIR, f'ablation/digits_{mode}.py'),
+                       osp.join(CONFIG_DIR, 'ablation/digits_same_ic.py'))
+    # The edit reaches both the named pipeline and the data loader's copy.
+    assert changed == {f'{p}.mode': ('same/ic', mode.replace('_', '/'))
+                       for p in _TRAIN_VIEW}
+
+
+def test_same_ic_row_is_the_demo_student_without_mixup():
+    changed = _changed(
+        osp.join(CONFIG_DIR, 'ablation/digits_same_ic.py'),
+        osp.join(CONFIG_DIR, 'demo/digits_funmatch_student.py'))
+    # batch_augments=None replaces the parent's mixup: the one difference.
+    assert changed == {
+        'model.data_preprocessor.batch_augments.type': ('UniformMixup',
+                                                        '<none>'),
+        'model.data_preprocessor.batch_augments': ('<none>', None)}
+
+
+@pytest.mark.parametrize('child,edits', [
+    ('r50_160_bit152x2_224_imagenet.py', {'student_size': (224, 160)}),
+    ('r50_bit152x2_384_imagenet.py', {'teacher_sizes': ([224], [384])}),
+    ('r50_bit152x2_ens224_384_imagenet.py',
+     {'teacher_sizes': ([224], [224, 384])}),
+])
+def test_imagenet_variants_edit_the_main_views_in_place(child, edits):
+    cfg = load(osp.join(CONFIG_DIR, child))
+    views = [cfg.train_pipeline[1], cfg.val_pipeline[1]] + [
+        cfg[f'{split}_dataloader'].dataset.pipeline[1]
+        for split in ('train', 'val', 'test')]
+    for key, (before, after) in edits.items():
+        assert load(MAIN).train_pipeline[1][key] == before
+        assert all(view[key] == after for view in views), key
+    # Nothing else of the views is restated: no crop or flip setting of the
+    # main config changed.
+    changed = _changed(osp.join(CONFIG_DIR, child))
+    assert not {k for k in changed if set(k.split('.')) & {
+        'scale', 'ratio', 'flip_prob', 'mode', 'crop_frac'}}, changed
+
+
+def test_small_data_base_inherits_the_imagenet_views():
+    a = load(osp.join(REPO, 'configs/_base_/datasets/imagenet_funmatch.py'))
+    b = load(osp.join(REPO, 'configs/_base_/datasets/funmatch_128px.py'))
+    for name in ('train_pipeline', 'val_pipeline'):
+        view_a, view_b = a[name][1], b[name][1]
+        assert view_b.student_size == 128 and view_b.teacher_sizes == [128]
+        for key in set(view_a) - {'student_size', 'teacher_sizes',
+                                  'crop_frac'}:
+            assert view_b[key] == view_a[key], key
+    assert b.val_pipeline[1].crop_frac == pytest.approx(0.8)
+    assert b.train_dataloader.dataset.pipeline == b.train_pipeline

@@ -10,21 +10,8 @@
 _base_ = ['./r50_bit152x2_imagenet.py']
 
 student_size = 160
-teacher_sizes = [224]
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ConsistentView', mode='same/ic', student_size=student_size,
-         teacher_sizes=teacher_sizes, scale=(0.05, 1.0),
-         ratio=(3. / 4., 4. / 3.), flip_prob=0.5),
-    dict(type='PackFunMatchInputs'),
-]
-val_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ConsistentView', mode='eval', student_size=student_size,
-         teacher_sizes=teacher_sizes, crop_frac=224 / 256),
-    dict(type='PackFunMatchInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
+_base_.train_pipeline[1].student_size = student_size
+_base_.val_pipeline[1].student_size = student_size
+train_dataloader = dict(dataset=dict(pipeline=_base_.train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=_base_.val_pipeline))
 test_dataloader = val_dataloader

@@ -20,7 +20,6 @@ _base_ = ['./r50_bit152x2_imagenet.py']
 
 teacher_checkpoint_384 = ('checkpoints/resnetv2_152x2_bit.goog_teacher_in21k_'
                           'ft_in1k_384.safetensors')
-student_size = 224
 teacher_sizes = [224, 384]
 
 # The base's 224 px teacher ('bit') stays; the 384 px one is added after it
@@ -34,20 +33,9 @@ model = dict(
         size=384)),
     teacher_combine='mean_logits')
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ConsistentView', mode='same/ic', student_size=student_size,
-         teacher_sizes=teacher_sizes, scale=(0.05, 1.0),
-         ratio=(3. / 4., 4. / 3.), flip_prob=0.5),
-    dict(type='PackFunMatchInputs'),
-]
-val_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ConsistentView', mode='eval', student_size=student_size,
-         teacher_sizes=teacher_sizes, crop_frac=224 / 256,
-         teacher_crop_fracs=[224 / 256, 1.0]),
-    dict(type='PackFunMatchInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
+_base_.train_pipeline[1].teacher_sizes = teacher_sizes
+_base_.val_pipeline[1].update(teacher_sizes=teacher_sizes,
+                              teacher_crop_fracs=[224 / 256, 1.0])
+train_dataloader = dict(dataset=dict(pipeline=_base_.train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=_base_.val_pipeline))
 test_dataloader = val_dataloader

@@ -6,9 +6,9 @@
 _base_ = ['./r50_bit152x2_flowers102_128px_1m_ep.py']
 
 model = dict(distill_loss=dict(tau=10.0))
-num_train_images = 1020
 num_epochs = 1000
-max_iters = num_epochs * num_train_images // 512  # 1992 steps
+max_iters = (num_epochs * _base_.num_train_images
+             // _base_.batch_size)  # 1992 steps
 lr = 3e-3
 wd = 1e-3
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=wd / lr))

@@ -35,7 +35,8 @@ test_dataloader = dict(dataset=dict(
     pipeline={{_base_.val_pipeline}}))
 
 num_epochs = 1_000_000
-max_iters = num_epochs * num_train_images // 512  # 1,992,187 steps
+max_iters = (num_epochs * num_train_images
+             // _base_.batch_size)  # 1,992,187 steps
 lr = 3e-4
 wd = 1e-5
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=wd / lr))

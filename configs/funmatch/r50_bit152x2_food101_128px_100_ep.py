@@ -5,9 +5,9 @@
 _base_ = ['./r50_bit152x2_food101_128px_3k_ep.py']
 
 model = dict(distill_loss=dict(tau=10.0))
-num_train_images = 75750
 num_epochs = 100
-max_iters = num_epochs * num_train_images // 512  # 14,794 steps
+max_iters = (num_epochs * _base_.num_train_images
+             // _base_.batch_size)  # 14,794 steps
 lr = 1e-2
 wd = 1e-3
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=wd / lr))

@@ -37,7 +37,8 @@ val_dataloader = dict(dataset=dict(
 test_dataloader = val_dataloader
 
 num_epochs = 3000
-max_iters = num_epochs * num_train_images // 512  # 443,847 steps
+max_iters = (num_epochs * num_train_images
+             // _base_.batch_size)  # 443,847 steps
 lr = 1e-2
 wd = 1e-4
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=wd / lr))

@@ -4,9 +4,9 @@
 # Data and teacher as r50_bit152x2_pets_128px_30k_ep.py.
 _base_ = ['./r50_bit152x2_pets_128px_30k_ep.py']
 
-num_train_images = 3680
 num_epochs = 300
-max_iters = num_epochs * num_train_images // 512  # 2156 steps
+max_iters = (num_epochs * _base_.num_train_images
+             // _base_.batch_size)  # 2156 steps
 lr = 1e-2
 wd = 1e-5
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=wd / lr))

@@ -36,7 +36,8 @@ val_dataloader = dict(dataset=dict(
 test_dataloader = val_dataloader
 
 num_epochs = 30_000
-max_iters = num_epochs * num_train_images // 512  # 215,625 steps
+max_iters = (num_epochs * num_train_images
+             // _base_.batch_size)  # 215,625 steps
 lr = 3e-3
 wd = 1e-5
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=wd / lr))

@@ -5,9 +5,9 @@
 # splits).
 _base_ = ['./r50_bit152x2_sun397_128px_3k_ep.py']
 
-num_train_images = 19850
 num_epochs = 100
-max_iters = num_epochs * num_train_images // 512  # 3876 steps
+max_iters = (num_epochs * _base_.num_train_images
+             // _base_.batch_size)  # 3876 steps
 lr = 1e-2
 wd = 1e-3
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=wd / lr))

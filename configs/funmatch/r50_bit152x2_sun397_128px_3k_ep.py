@@ -32,29 +32,20 @@ model = dict(
                            checkpoint=teacher_checkpoint)),
     distill_loss=dict(tau=10.0))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
-    dict(type='ConsistentView', mode='same/ic', student_size=128,
-         teacher_sizes=[128], scale=(0.05, 1.0), ratio=(3. / 4., 4. / 3.),
-         flip_prob=0.5),
-    dict(type='PackFunMatchInputs'),
-]
-val_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
-    dict(type='ConsistentView', mode='eval', student_size=128,
-         teacher_sizes=[128], crop_frac=128 / 160),
-    dict(type='PackFunMatchInputs'),
-]
+# Some SUN397 files are not JPEG despite their name: pillow decodes them.
+_base_.train_pipeline[0].imdecode_backend = 'pillow'
+_base_.val_pipeline[0].imdecode_backend = 'pillow'
 train_dataloader = dict(dataset=dict(
     _delete_=True, type='SUN397', data_root=data_root, split='train',
-    pipeline=train_pipeline))
+    pipeline=_base_.train_pipeline))
 val_dataloader = dict(dataset=dict(
     _delete_=True, type='SUN397', data_root=data_root, split='test',
-    pipeline=val_pipeline))
+    pipeline=_base_.val_pipeline))
 test_dataloader = val_dataloader
 
 num_epochs = 3000
-max_iters = num_epochs * num_train_images // 512  # 116,308 steps
+max_iters = (num_epochs * num_train_images
+             // _base_.batch_size)  # 116,308 steps
 lr = 1e-2
 wd = 3e-5
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=wd / lr))
