@@ -21,6 +21,14 @@
 # the signal up to a minute later than asked; leave time for one iteration
 # plus a checkpoint write. Pass --work-dir when the config sets its own
 # work_dir (the script checks <work_dir>/preempted as well as exit code 5).
+#
+# MAX_RESTARTS=N (default 0): elastic restarts inside the allocation. One
+# task per node runs tools/dist_train.sh (GPUS_PER_NODE processes under a
+# torchrun agent, c10d rendezvous on the step's first node, rendezvous id
+# the job id); after a process fails the agents restart every node's
+# processes, up to N times, from the newest complete checkpoint. Pre-emption
+# is not restarted: exit code 5 and the requeue above. Without it (0) a
+# failed task ends the job step (--kill-on-bad-exit) with its exit code.
 set -euo pipefail
 PARTITION=$1
 JOB_NAME=$2
@@ -29,8 +37,14 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-8}
 SRUN_ARGS=${SRUN_ARGS:-""}
+MAX_RESTARTS=${MAX_RESTARTS:-0}
 DIR="$(cd "$(dirname "$0")" && pwd)"
 EXIT_PREEMPTED=5
+if ! [[ "$MAX_RESTARTS" =~ ^[0-9]+$ ]]; then
+    echo "MAX_RESTARTS=$MAX_RESTARTS: give a whole number of restarts" \
+         "(0, the default, restarts nothing)." >&2
+    exit 2
+fi
 
 ARGS=("${@:4}")
 RESUME=--resume
@@ -47,16 +61,27 @@ done
 MARKER="$WORK_DIR/preempted"
 rm -f "$MARKER"
 
+if [ "$MAX_RESTARTS" -eq 0 ]; then  # one task per GPU, no torchrun
+    TASKS=(--ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE"
+           --cpus-per-task="$CPUS_PER_TASK")
+    COMMAND=(python -u "$DIR/train.py" "$CONFIG" --launcher slurm)
+else  # one torchrun agent per node (MAX_RESTARTS is exported to it)
+    NODES=$(( (GPUS + GPUS_PER_NODE - 1) / GPUS_PER_NODE ))
+    TASKS=(--nodes="$NODES" --ntasks="$NODES" --ntasks-per-node=1
+           --cpus-per-task=$(( CPUS_PER_TASK * GPUS_PER_NODE )))
+    COMMAND=(bash -c 'export NNODES=$SLURM_STEP_NUM_NODES
+        export MASTER_ADDR=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n 1)
+        exec bash "$0" "$@"' "$DIR/dist_train.sh" "$CONFIG" "$GPUS_PER_NODE")
+    export MAX_RESTARTS
+fi
 PYTHONPATH="$DIR/..:${PYTHONPATH:-}" \
 srun -p "$PARTITION" \
     --job-name="$JOB_NAME" \
     --gres=gpu:"$GPUS_PER_NODE" \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
+    "${TASKS[@]}" \
     --kill-on-bad-exit=1 \
     $SRUN_ARGS \
-    python -u "$DIR/train.py" "$CONFIG" --launcher slurm ${ARGS[@]+"${ARGS[@]}"} $RESUME &
+    "${COMMAND[@]}" ${ARGS[@]+"${ARGS[@]}"} $RESUME &
 SRUN=$!
 # sbatch --signal=B:SIG reaches this shell only: pass it on to srun.
 for SIG in USR1 USR2 TERM; do
