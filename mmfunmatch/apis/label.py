@@ -27,11 +27,14 @@ def label_parser() -> argparse.ArgumentParser:
     _common_args(parser)
     parser.add_argument('store', help='the store folder')
     parser.add_argument('--epochs', type=int,
-                        help='epochs to label (default: train_cfg.max_epochs)')
-    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
-                        help='stored targets: fp32 (exact), fp16, or topk')
+                        help='epochs to label (default: replay_label.epochs, '
+                        'else train_cfg.max_epochs)')
+    parser.add_argument('--precision', choices=PRECISIONS,
+                        help='stored targets: fp32 (exact), fp16, or topk '
+                        '(default: replay_label.precision, else fp32)')
     parser.add_argument('--topk', type=int,
-                        help='classes kept per view with --precision topk')
+                        help='classes kept per view with precision topk '
+                        '(default: replay_label.topk)')
     return parser
 
 
@@ -49,12 +52,23 @@ def label_config(argv: Optional[List[str]] = None) -> Config:
             raise ConfigError(
                 f'{spec.key}.checkpoint is not set: a store of a random '
                 f'teacher\'s outputs is worth nothing.')
-    epochs = args.epochs or cfg.train_cfg.get('max_epochs')
+    # The config's replay_label = dict(epochs, precision, topk), if any;
+    # flags override it.
+    settings = dict(cfg.get('replay_label') or {})
+    unknown = sorted(set(settings) - {'epochs', 'precision', 'topk'})
+    if unknown:
+        raise ConfigError(f'replay_label has unknown keys {unknown}; it '
+                          f'takes epochs, precision and topk.')
+    for key in ('epochs', 'precision', 'topk'):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    epochs = settings.get('epochs') or cfg.train_cfg.get('max_epochs')
     if not epochs:
         raise ConfigError('give --epochs (train_cfg has no max_epochs).')
     cfg.train_cfg = dict(type='TeacherLabelLoop', max_epochs=int(epochs),
-                         store=args.store, precision=args.precision,
-                         topk=args.topk)
+                         store=args.store,
+                         precision=settings.get('precision', 'fp32'),
+                         topk=settings.get('topk'))
     cfg.param_scheduler = None
     hooks = dict(cfg.default_hooks)
     for hook in _TRAINING_ONLY_HOOKS:
