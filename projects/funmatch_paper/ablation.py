@@ -163,6 +163,10 @@ class Study:
         teacher_config (str, optional): The config the teacher is trained
             with when ``teacher`` is None. Defaults to the demo teacher's
             (configs/funmatch/demo/digits_teacher.py).
+        seed_major (bool): Run every length of one seed before the next
+            seed, so that a study stopped early has whole seeds (curves over
+            every length) rather than whole lengths. Defaults to False
+            (short schedules first).
     """
 
     def __init__(self,
@@ -183,7 +187,8 @@ class Study:
                  poll_s: float = 2.0,
                  names: Optional[Sequence[str]] = None,
                  prefix: str = 'ablation',
-                 teacher_config: Optional[str] = None) -> None:
+                 teacher_config: Optional[str] = None,
+                 seed_major: bool = False) -> None:
         self.work_dir = osp.abspath(work_dir)
         self.data_root = osp.abspath(data_root)
         self.configs = [osp.abspath(c) for c in (
@@ -210,6 +215,7 @@ class Study:
             setting_of(c) for c in self.configs]
         self.prefix = prefix
         self.teacher_config = osp.abspath(teacher_config or TEACHER_CONFIG)
+        self.seed_major = seed_major
         self._cfgs: Dict[str, object] = {}
 
     @property
@@ -267,8 +273,9 @@ class Study:
         return n // batch if drop_last else math.ceil(n / batch)
 
     def plan(self) -> List[Run]:
-        """Every run: short schedules first; within a length the
-        stored-teacher runs last (their targets are computed meanwhile)."""
+        """Every run: short schedules first (within each seed with
+        ``seed_major``); within a length the stored-teacher runs last (their
+        targets are computed meanwhile)."""
         runs = []
         for config, setting in zip(self.configs, self.names):
             cfg = self._config(config)
@@ -282,6 +289,10 @@ class Study:
                         osp.join(self.work_dir, 'runs', _slug(setting),
                                  f'ep{epochs}', f'seed{seed}'),
                         per_epoch, stored))
+        if self.seed_major:
+            return sorted(runs, key=lambda r: (
+                r.seed, r.epochs, r.stored_teacher,
+                self.configs.index(r.config)))
         return sorted(runs, key=lambda r: (r.epochs, r.stored_teacher, r.seed,
                                            self.configs.index(r.config)))
 
@@ -896,6 +907,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--val-points', type=int, default=5,
                         help='validations per run (default 5)')
     parser.add_argument('--num-workers', type=int, default=1)
+    parser.add_argument('--seed-major', action='store_true',
+                        help='every length of a seed before the next seed '
+                        '(a study stopped early has whole seeds)')
     parser.add_argument('--md', help='markdown table path (default '
                         'WORK_DIR/ablation.md)')
     parser.add_argument('--dry-run', action='store_true',
@@ -925,7 +939,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                   threads=args.threads, ens_crops=args.ens_crops,
                   val_points=args.val_points, num_workers=args.num_workers,
                   cfg_options=args.cfg_options, md_path=args.md,
-                  teacher_config=teacher_config)
+                  teacher_config=teacher_config, seed_major=args.seed_major)
     start = time.time()
     result = study.run(dry_run=args.dry_run)
     if args.dry_run:
