@@ -11,6 +11,15 @@ ablation_val_top1.png, ablation_train_loss.png and the mean +- std table
 (WORK_DIR/ablation.md, or --md). Rerunning skips finished runs and continues
 unfinished ones. Defaults: about an hour on 2 idle CPU cores (see
 docs/ablation.md); --dry-run prints the plan and the estimate only.
+
+The harder split (students see 10 images per class, the teacher the rest):
+
+    python tools/ablation_study.py --config-dir configs/funmatch/fewshot \
+        --settings funmatch same/ic fix/rs label --epochs 20 60 200 \
+        --seed-major --work-dir work_dirs/fewshot
+
+trains its teacher with configs/funmatch/fewshot/digits_teacher.py and
+writes the split's folders first.
 Code: projects/funmatch_paper/ablation.py.
 """
 import os.path as osp
