@@ -388,7 +388,8 @@ def _changed(path: str, parent: str = MAIN) -> Dict[str, tuple]:
      ('teacher', 'model.teachers', 'teacher_sizes')),
     ('r50_bit152x2_ens224_384_imagenet.py',
      ('teacher', 'model.teachers', 'teacher_sizes')),
-    ('mobilenet_v3_large_gn_bit152x2_imagenet.py', ('model.student', )),
+    ('mobilenet_v3_large_gn_bit152x2_imagenet.py',
+     ('model.student', 'mobilenet_v3_large_gn_model')),
 ])
 def test_imagenet_family_overrides_one_thing(name, allowed):
     changed = _changed(osp.join(CONFIG_DIR, name))

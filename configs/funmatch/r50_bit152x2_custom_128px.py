@@ -21,44 +21,22 @@ _base_ = [
     '../_base_/datasets/funmatch_128px.py',
     '../_base_/schedules/adamw_bigvision.py',
     '../_base_/default_runtime.py',
-    '../_base_/models/bit_r152x2_teacher.py',
-    '../_base_/models/bit_r50x1_student.py',
+    '../_base_/models/funmatch_bit_r152x2_r50x1.py',
 ]
 
 num_classes = 10
 num_train_images = 10000
 teacher_checkpoint = 'checkpoints/R152x2_T_my_dataset128.npz'
 
+# The paper's pair (the student with its zero head, as on ImageNet); a
+# per-dataset config sets the class count and the weight file by name.
 model = dict(
-    _delete_=True,
-    type='FunMatchDistiller',
-    student=dict(
-        type='TimmClassifier',
-        model_name='resnetv2_50x1_bit',
-        pretrained=False,
-        num_classes=num_classes),
-    # Named teachers (a dict): a per-dataset config sets the class count
-    # and the weight file by name.
-    teachers=dict(bit=dict(
-        model=dict(
-            type='TimmClassifier',
-            model_name='resnetv2_152x2_bit',
-            pretrained=False,
-            num_classes=num_classes),
-        checkpoint=teacher_checkpoint,
-        mean={{_base_.bit_teacher_mean}},
-        std={{_base_.bit_teacher_std}},
-        size=128)),
-    distill_loss=dict(type='KLDivergenceT', tau=10.0),
-    teacher_combine='mean_logits',
-    data_preprocessor=dict(
-        type='FunMatchDataPreprocessor',
-        mean={{_base_.bit_student_mean}},
-        std={{_base_.bit_student_std}},
-        batch_augments=dict(type='UniformMixup')),
-)
+    student=dict(num_classes=num_classes),
+    teachers=dict(bit=dict(model=dict(num_classes=num_classes),
+                           checkpoint=teacher_checkpoint,
+                           size=128)),
+    distill_loss=dict(tau=10.0))
 
-# Global batch 512 = 64 per GPU x 8 GPUs (train_dataloader.batch_size).
 batch_size = 512
 num_epochs = 100
 max_iters = num_epochs * num_train_images // batch_size

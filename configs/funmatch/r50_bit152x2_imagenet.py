@@ -30,32 +30,14 @@ _base_ = [
     '../_base_/datasets/imagenet_funmatch.py',
     '../_base_/schedules/adamw_bigvision.py',
     '../_base_/default_runtime.py',
-    '../_base_/models/bit_r152x2_teacher.py',
-    '../_base_/models/bit_r50x1_student.py',
+    '../_base_/models/funmatch_bit_r152x2_r50x1.py',
 ]
 
 teacher_checkpoint = ('checkpoints/resnetv2_152x2_bit.goog_teacher_in21k_'
                       'ft_in1k.safetensors')
-
-model = dict(
-    _delete_=True,
-    type='FunMatchDistiller',
-    student={{_base_.model}},
-    # Named teachers (a dict): a derived config changes or adds one by name.
-    teachers=dict(bit=dict(
-        model={{_base_.bit_r152x2_teacher_model}},
-        checkpoint=teacher_checkpoint,
-        mean={{_base_.bit_teacher_mean}},
-        std={{_base_.bit_teacher_std}},
-        size=224)),
-    distill_loss=dict(type='KLDivergenceT', tau=1.0),
-    teacher_combine='mean_logits',
-    data_preprocessor=dict(
-        type='FunMatchDataPreprocessor',
-        mean={{_base_.bit_student_mean}},
-        std={{_base_.bit_student_std}},
-        batch_augments=dict(type='UniformMixup')),
-)
+# The distiller (teacher 'bit' at 224 px, student, KL at T = 1, mixup) is
+# the pair base; only the teacher's weight file is this config's.
+model = dict(teachers=dict(bit=dict(checkpoint=teacher_checkpoint)))
 
 # big_vision's optimizer (bit_i1k.py): Adam, clip 1.0, lr 0.03, decoupled
 # weight decay 3e-4 on conv/linear weights, not multiplied by the lr (torch's

@@ -25,10 +25,12 @@ CONFIGS = {
                               'paper: BiT-M-R152x2 236 M'),
     'bit_r50x1_student.py': ('model', 25.5e6, 0.01,
                              'paper: BiT-R50x1 25.5 M'),
+    'funmatch_bit_r152x2_r50x1.py': ('model.student', 25.5e6, 0.01,
+                                     "the pair's student: BiT-R50x1"),
     'resnet50_gn_ws.py': ('model', 25.5e6, 0.01,
                           'ResNet-50, 25.5 M (GN/WS add no parameters)'),
     'mobilenet_v3_large_gn.py': (
-        'model', 5.48e6, 0.02,
+        'mobilenet_v3_large_gn_model', 5.48e6, 0.02,
         'MobileNetV3-Large 1.0: 5.48 M (mmpretrain model zoo; torchvision '
         'mobilenet_v3_large 5,483,032); GN has as many affine params as BN'),
 }
@@ -41,7 +43,10 @@ def build(name: str) -> nn.Module:
     seconds)."""
     if name not in _built:
         cfg = Config.fromfile(os.path.join(MODEL_DIR, name))
-        model = MODELS.build(cfg[CONFIGS[name][0]])
+        model_cfg = cfg
+        for key in CONFIGS[name][0].split('.'):
+            model_cfg = model_cfg[key]
+        model = MODELS.build(model_cfg)
         if not hasattr(model, 'model'):
             # mmpretrain models initialise in init_weights (the zero head);
             # timm models already did at creation (R152x2: seconds).

@@ -13,7 +13,10 @@
 # no gradient. To zero only the classifier (big_vision's convention), the
 # last of head.layers would need its own init; StackedLinearClsHead takes
 # no per-layer init_cfg.
-model = dict(
+#
+# A named variable, not `model`, so that a distiller config can take it as
+# its student beside a base that defines `model`.
+mobilenet_v3_large_gn_model = dict(
     type='ImageClassifier',
     backbone=dict(
         type='MobileNetV3',
