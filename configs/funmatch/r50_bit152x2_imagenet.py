@@ -39,23 +39,8 @@ teacher_checkpoint = ('checkpoints/resnetv2_152x2_bit.goog_teacher_in21k_'
 # the pair base; only the teacher's weight file is this config's.
 model = dict(teachers=dict(bit=dict(checkpoint=teacher_checkpoint)))
 
-# big_vision's optimizer (bit_i1k.py): Adam, clip 1.0, lr 0.03, decoupled
-# weight decay 3e-4 on conv/linear weights, not multiplied by the lr (torch's
-# AdamW multiplies by lr, hence wd / lr). Stated here, not only in the
-# schedule base, so this file is the recipe.
-lr = 0.03
-wd = 3e-4
-warmup_iters = 5000
-optim_wrapper = dict(
-    optimizer=dict(lr=lr, weight_decay=wd / lr),
-    clip_grad=dict(max_norm=1.0))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=False, begin=0,
-         end=warmup_iters),
-    # No `end`: the cosine reaches 0 at the last step of train_cfg.
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False,
-         begin=warmup_iters),
-]
-train_cfg = dict(by_epoch=True, max_epochs=1200, val_interval=10)
-
+# The optimizer and schedule are big_vision's (bit_i1k.py), as the schedule
+# base states them (configs/_base_/schedules/adamw_bigvision.py): Adam, clip
+# 1.0, lr 0.03, decoupled weight decay 3e-4 on conv/linear weights, 5000
+# warm-up steps, then cosine to 0 at the last step; 1200 epochs here.
 auto_scale_lr = dict(base_batch_size=4096)
