@@ -197,3 +197,21 @@ def test_end_distributed_process_runs_atexit_and_exits_with_the_code(
     assert proc.returncode == 7, proc.stderr[-2000:]
     assert marker.read_text() == 'ok'
     assert 'not reached' not in proc.stdout
+
+
+def test_mmrazor_mmcls_era_configs_load_and_name_mmpretrain_classes():
+    """MMRazor's classification configs inherit `mmcls::` files and name
+    `mmcls.X` types (mmcls 1.x, renamed mmpretrain): the config loads with
+    mmpretrain's bases and the names resolve to mmpretrain's classes."""
+    from mmengine.config import Config
+    from mmpretrain.models import ImageClassifier, ResNet_CIFAR
+    from mmrazor.registry import MODELS as RAZOR_MODELS
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs/funmatch/byot/mmrazor_byot_resnet18_digits.py'))
+    # From mmpretrain's _base_/schedules/cifar10_bs128.py and
+    # _base_/default_runtime.py, overridden where the BYOT file says so.
+    assert cfg.default_scope == 'mmpretrain'
+    assert cfg.auto_scale_lr == dict(base_batch_size=128)
+    assert cfg.train_cfg.max_epochs == 250
+    assert RAZOR_MODELS.get('mmcls.ImageClassifier') is ImageClassifier
+    assert RAZOR_MODELS.get('mmcls.ResNet_CIFAR') is ResNet_CIFAR

@@ -1,5 +1,7 @@
 """Export the student of a function-matching run as a plain MMPretrain model.
 
+Only the ``student.`` weights are exported: not the teachers, not SRD's
+projector (``feature_loss.``), not BYOT's auxiliary heads (``aux_heads.``).
 The result (``student.pth`` + ``student_config.py``) loads with
 ``mmpretrain.apis.init_model`` / ``ImageClassificationInferencer`` on a
 machine without mmfunmatch, and with ``torch.load(weights_only=True)``.
@@ -44,12 +46,30 @@ def _plain_pipeline(pipeline: list) -> list:
     return out
 
 
+def _has_student(model_type) -> bool:
+    """Whether a model type holds the network to export as ``student``:
+    FunMatchDistiller and its subclasses (their teachers are not exported;
+    nor is a feature loss's projector), BYOTClassifier (its auxiliary heads
+    are not exported)."""
+    from mmpretrain.registry import MODELS
+
+    from mmfunmatch.models.algorithms import (BYOTClassifier,
+                                              FunMatchDistiller)
+    cls = model_type if isinstance(model_type, type) else (
+        MODELS.get(model_type) if isinstance(model_type, str) else None)
+    return isinstance(cls, type) and issubclass(
+        cls, (FunMatchDistiller, BYOTClassifier))
+
+
 def student_config(cfg: Config) -> Config:
-    """A plain MMPretrain config for the student of a FunMatchDistiller."""
+    """A plain MMPretrain config for the student of a FunMatchDistiller
+    (or a subclass) or of a BYOTClassifier."""
     model = cfg.model
-    if model.get('type') != 'FunMatchDistiller':
+    if not _has_student(model.get('type')):
         raise ValueError(f'{cfg.filename}: model type is {model.get("type")},'
-                         ' not FunMatchDistiller; nothing to export')
+                         ' not FunMatchDistiller; nothing to export (the '
+                         'exportable types: FunMatchDistiller and its '
+                         'subclasses, BYOTClassifier)')
     student = copy.deepcopy(model.student.to_dict())
     pre = model.get('data_preprocessor') or {}
     student['data_preprocessor'] = dict(

@@ -104,3 +104,19 @@ def test_what_cannot_be_exported_says_why(tmp_path):
     with pytest.raises(ValueError,
                        match="must use ConsistentView mode='eval'"):
         student_config(cfg)
+
+
+def test_srd_projector_is_checkpointed_but_not_exported(tmp_path):
+    """A FunMatchDistiller with SRD's feature loss: the projector and its
+    teacher normalisation are in the run's checkpoint, not in the export,
+    which still holds exactly the student."""
+    cfg = _demo_cfg()
+    cfg.model.feature_loss = dict(type='SRDLoss')
+    model = MODELS.build(cfg.model)
+    state = model.state_dict()
+    assert 'feature_loss.projectors.0.weight' in state
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save(dict(state_dict=state, meta=dict(cfg=cfg.pretty_text)), path)
+    weights, _ = export_student(path, str(tmp_path / 'out'))
+    saved = torch.load(weights, weights_only=True)['state_dict']
+    assert set(saved) == set(model.student.state_dict())

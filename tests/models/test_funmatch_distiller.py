@@ -247,3 +247,99 @@ def test_bad_config_values():
         MODELS.build(distiller_cfg(teacher_combine='max'))
     with pytest.raises(ValueError, match='at least one teacher'):
         MODELS.build(dict(distiller_cfg(), teachers=[]))
+
+
+# -- feature_loss (SRD) --------------------------------------------------------
+def _srd_cfg(n_teachers=1, **srd):
+    return distiller_cfg(n_teachers, feature_loss=dict(type='SRDLoss', **srd))
+
+
+def _batch_for(n_teachers):
+    data = batch()
+    data['inputs']['teachers'] = data['inputs']['teachers'] * n_teachers
+    return data
+
+
+def test_feature_loss_reads_the_features_of_the_logits_forward():
+    """loss_feature is SRDLoss on the features that feed each classifier on
+    the step's own (mixed) views, from one forward of each model."""
+    model = MODELS.build(_srd_cfg(2))
+    assert model.feature_loss.student_channels == 32  # filled in: width 4
+    assert model.feature_loss.teacher_channels == [64, 64]
+    model.train()
+    data = model.data_preprocessor(_batch_for(2), training=True)
+    calls = []
+    handles = [m.register_forward_hook(lambda *a, k=k: calls.append(k))
+               for k, m in (('s', model.student), ('t0', model.teachers[0]),
+                            ('t1', model.teachers[1]))]
+    reference = copy.deepcopy(model.feature_loss)
+    losses = model(**data, mode='loss')
+    for h in handles:
+        h.remove()
+    assert sorted(calls) == ['s', 't0', 't1']  # no extra forward
+    views = data['inputs']
+    with torch.no_grad():
+        s = model.student.head.pre_logits(
+            model.student.extract_feat(views['student']))
+        ts = [t.head.pre_logits(t.extract_feat(v))
+              for t, v in zip(model.teachers, views['teachers'])]
+        expected = reference(s, ts)
+    # The same float32 operations in the same order on the same inputs.
+    assert torch.equal(losses['loss_feature'].detach(), expected)
+    assert 'loss_distill' in losses
+
+
+def test_projector_is_optimised_checkpointed_and_loads_back():
+    model = MODELS.build(_srd_cfg(1))
+    wrapper = optim_wrapper(model)
+    optimised = {id(p) for g in wrapper.optimizer.param_groups
+                 for p in g['params']}
+    assert optimised == {id(p) for p in model.student.parameters()} | {
+        id(p) for p in model.feature_loss.parameters()}
+    model.train()
+    before = model.feature_loss.projectors[0].weight.clone()
+    model.train_step(_batch_for(1), wrapper)
+    assert not torch.equal(before, model.feature_loss.projectors[0].weight)
+    state = get_state_dict(model)
+    assert {'feature_loss.projectors.0.weight',
+            'feature_loss.projectors.0.bias',
+            'feature_loss.teacher_norms.0.running_mean',
+            'feature_loss.teacher_norms.0.running_var'} <= set(state)
+    assert not any(k.startswith('teachers.') for k in state)
+    other = MODELS.build(_srd_cfg(1))
+    load_state_dict(other, state, strict=True)
+    for k, v in other.feature_loss.state_dict().items():
+        assert torch.equal(v, model.feature_loss.state_dict()[k]), k
+
+
+def test_feature_widths_that_do_not_fit_are_refused():
+    with pytest.raises(ValueError, match=r'declares student_channels=16 but '
+                       r"the student's penultimate features .* are 32 wide"):
+        MODELS.build(_srd_cfg(1, student_channels=16))
+    with pytest.raises(ValueError, match=r'declares teacher_channels=\[64, '
+                       r'128\] but .* teachers .* are \[64, 64\] wide'):
+        MODELS.build(_srd_cfg(2, teacher_channels=[64, 128]))
+    # One int for every teacher, checked against each.
+    model = MODELS.build(_srd_cfg(2, teacher_channels=64, student_channels=32))
+    assert model.feature_loss.teacher_channels == [64, 64]
+    with pytest.raises(ValueError, match='compile_teachers=False'):
+        MODELS.build(distiller_cfg(feature_loss=dict(type='SRDLoss'),
+                                   compile_teachers=True))
+
+
+def test_feature_loss_without_a_teacher_forward_says_so():
+    """A subclass whose teacher_targets serves targets without running the
+    teachers (stored ones) cannot give SRD its features."""
+    from mmfunmatch.models.algorithms import FunMatchDistiller
+
+    class Stored(FunMatchDistiller):
+
+        def teacher_targets(self, views, data_samples=None):
+            return [torch.zeros(views[0].size(0), 10)]
+
+    model = Stored(**{k: v for k, v in _srd_cfg(1).items() if k != 'type'})
+    model.train()
+    data = model.data_preprocessor(batch(), training=True)
+    with pytest.raises(RuntimeError, match=r"needs the penultimate features "
+                       r"of every teacher .* \['model.teachers.0'\] did not run"):
+        model(**data, mode='loss')

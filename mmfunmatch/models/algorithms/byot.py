@@ -132,6 +132,11 @@ class BYOTClassifier(BaseModel):
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = dict(type=FunMatchDataPreprocessor)
+        elif isinstance(data_preprocessor.get('type'), str):
+            # mmengine's BaseModel builds it from its own registry, which
+            # does not hold mmpretrain's classes outside a runner's scope.
+            data_preprocessor = dict(
+                data_preprocessor, type=MODELS.get(data_preprocessor['type']))
         super().__init__(data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         if not tau > 0:
