@@ -209,8 +209,9 @@ def test_resume_on_another_number_of_processes(tmp_path, digits_root):
     # 1 -> 2, from the middle of epoch 2 of the one-process run.
     two = str(tmp_path / 'two_resumed')
     at8 = _resume_dir(two, osp.join(one, 'iter_8.pth'))
-    finish_train(_two_processes(cfg, two, digits_root, teacher, '--resume', at8),
-                 two + '.log', timeout=900)
+    finish_train(
+        _two_processes(cfg, two, digits_root, teacher, '--resume', at8),
+        two + '.log', timeout=900)
     got2 = _draws(two)
     assert sorted(got2) == list(range(8, 12))
     for step in got2:
