@@ -1,6 +1,6 @@
 # Runtime settings shared by every mmfunmatch config (MMPretrain's defaults,
 # plus the mmfunmatch import and the reliability hooks of
-# docs/reliability.md; the mixup generator's state travels in the model's
+# docs/reliability.md; the mixup's (seed, step) state travels in the model's
 # state dict, so no hook is needed for it).
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmfunmatch'], allow_failed_imports=False)
