@@ -57,8 +57,8 @@ LABELS = dict(
     byot='BYOT (labels + KL + L2 to the deepest head)',
     byot_labels_only='the same heads, each from labels alone')
 HEADS = ('aux/head1_top1', 'aux/head2_top1', 'aux/head3_top1')
-CSV_FIELDS = ('seed', 'run', 'val_top1', 'agreement', 'head1', 'head2',
-              'head3', 'epochs', 'wall_s')
+CSV_FIELDS = ('seed', 'run', 'val_top1', 'agreement', 'teacher_kl', 'head1',
+              'head2', 'head3', 'epochs', 'wall_s')
 
 
 def teacher_of(seed: int, work_root: str, teachers_from: Optional[str],
@@ -101,7 +101,8 @@ def run_one(name: str, seed: int, work_root: str, data_root: str,
     final = val_history(work)[-1]
     row = dict(seed=seed, run=name, epochs=epochs, wall_s=round(wall, 1),
                val_top1=float(final['accuracy/top1']),
-               agreement=float(final.get('teacher/agreement', float('nan'))))
+               agreement=float(final.get('teacher/agreement', float('nan'))),
+               teacher_kl=float(final.get('teacher/kl', float('nan'))))
     for i, key in enumerate(HEADS, start=1):
         row[f'head{i}'] = float(final.get(key, float('nan')))
     return row
@@ -131,17 +132,21 @@ def tables(rows: Sequence[dict]) -> str:
                 f'{", ".join(f"{v:.1f}" for v in values) or "-"}')
 
     out = ['**SRD beside KL** (val top-1 and top-1 agreement with the '
-           'teacher, %):', '',
-           f'| student | val top-1 | {per} | agreement | {per} |',
-           '| --- | --- | --- | --- | --- |']
+           'teacher, %; val KL(teacher || student) at T = 1):', '',
+           f'| student | val top-1 | {per} | agreement | {per} | val KL |',
+           '| --- | --- | --- | --- | --- | --- |']
     for run in ('kl', 'kl_srd'):
         if _values(rows, run, 'val_top1'):
+            kl = _values(rows, run, 'teacher_kl')
+            kl_text = (f'{np.mean(kl):.3f} +- {np.std(kl, ddof=1):.3f}'
+                       if len(kl) > 1 else ', '.join(f'{v:.3f}' for v in kl))
             out.append(f'| {LABELS[run]} | '
                        f'{cell(_values(rows, run, "val_top1"))} | '
-                       f'{cell(_values(rows, run, "agreement"))} |')
+                       f'{cell(_values(rows, run, "agreement"))} | '
+                       f'{kl_text} |')
     m = _margin(rows, 'kl_srd', 'kl', 'val_top1', 'val_top1')
     if m:
-        out.append(f'| KL + SRD minus KL (points) | {cell(m)} | | |')
+        out.append(f'| KL + SRD minus KL (points) | {cell(m)} | | | |')
     out += ['', '**BYOT** (val top-1 of each head, %; head 1 follows stage '
             '1, the final head is the network\'s own):', '',
             '| training | head 1 | head 2 | head 3 | final head | '
