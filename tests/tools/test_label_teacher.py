@@ -8,6 +8,8 @@ real dataloader workers, real SIGKILL; marked slow.
   naming the key; a damaged shard stops the run naming the shard.
 - A labelling run killed with SIGKILL resumes without redoing finished
   shards and ends with the bytes of an uninterrupted run.
+- Two processes (torchrun for the labelling, tools/dist_train.sh for the
+  students): the student from the store is bitwise the online one too.
 - Cycling replays stored epoch e mod E: its per-step check (sample, crop,
   flip, mixup weight and partner equal to the stored ones) passes, at
   another student size.
@@ -16,15 +18,16 @@ import os
 import os.path as osp
 import shutil
 import signal
+import sys
 import time
 
 import pytest
 import torch
 
 from tests.conftest import REPO
-from tests.helpers import (EPOCH_SCHEDULE, FUNMATCH, assert_same_run,
-                           finish_train, start_train, teacher_file,
-                           train_args)
+from tests.helpers import (DIST_TRAIN, EPOCH_SCHEDULE, FUNMATCH,
+                           assert_same_run, finish_train, free_port, launch,
+                           start_train, teacher_file, train_args)
 
 pytestmark = pytest.mark.slow
 
@@ -165,3 +168,35 @@ def test_cycling_replays_the_stored_epochs_at_another_student_size(made):
                        'default_hooks.checkpoint.iter_interval=1000')
     log = finish_train(start_train(args, work + '.log'), work + '.log')
     assert 'Epoch(train) [10][6/6]' in log
+
+
+def test_two_processes_label_and_replay_bitwise(made):
+    """2 processes x 8 images per step, no dataloader workers."""
+    tmp, root, teacher = made['tmp'], made['root'], made['teacher']
+    opts = [o for o in options(root, teacher)
+            if not o.startswith(('train_dataloader.batch_size',
+                                 'train_dataloader.num_workers'))]
+    opts += ['train_dataloader.batch_size=8',
+             'train_dataloader.num_workers=0',
+             'train_dataloader.persistent_workers=False']
+    store = str(tmp / 'store2')
+    label = launch([sys.executable, '-m', 'torch.distributed.run',
+                    '--nproc-per-node', '2', '--master-port',
+                    str(free_port()), LABEL, FUNMATCH, store, '--launcher',
+                    'pytorch', '--cfg-options', *opts], store + '.log')
+    online = launch(['bash', DIST_TRAIN, FUNMATCH, '2', '--work-dir',
+                     str(tmp / 'online2'), '--cfg-options', *opts],
+                    str(tmp / 'online2.log'), PORT=str(free_port()))
+    finish_train(label, store + '.log')
+    assert sorted(n for n in os.listdir(store) if n.startswith('epoch_')
+                  and n.endswith('.safetensors')) == [
+        f'epoch_0000{e}_rank_00{r}.safetensors'
+        for e in (0, 1) for r in (0, 1)]
+    replay = launch(['bash', DIST_TRAIN, REPLAY, '2', '--work-dir',
+                     str(tmp / 'replay2'), '--cfg-options', *opts,
+                     f'model.store={store}'], str(tmp / 'replay2.log'),
+                    PORT=str(free_port()))
+    finish_train(online, str(tmp / 'online2.log'))
+    finish_train(replay, str(tmp / 'replay2.log'))
+    assert_same_run(str(tmp / 'online2' / 'epoch_2.pth'),
+                    str(tmp / 'replay2' / 'epoch_2.pth'))
