@@ -6,9 +6,10 @@ representation: a trainable linear projector maps the student's features to
 the teacher's width, the teacher's features are normalised by a batch norm
 without affine parameters, and the distance between the two is a soft
 maximum of their absolute differences, ``log(sum |p(s) - bn(t)|^exponent)``
-over the batch and the features (as in the authors' code and torchdistill's
-``SRDLoss``). :class:`~mmfunmatch.models.algorithms.FunMatchDistiller` adds it
-beside the KL term with ``feature_loss=dict(type='SRDLoss', ...)``.
+over the batch and the features (as torchdistill's ``SRDLoss`` computes it,
+which its docstring says follows the authors' code).
+:class:`~mmfunmatch.models.algorithms.FunMatchDistiller` adds it beside the
+KL term with ``feature_loss=dict(type='SRDLoss', ...)``.
 """
 from typing import List, Optional, Sequence, Union
 
@@ -60,12 +61,13 @@ class SRDLoss(nn.Module):
             teacher's penultimate features (one int per teacher, or one int
             for all). None: filled in by the distiller.
         exponent (float): ``p`` of the soft maximum distance. Defaults to
-            1.0 (the authors' code and torchdistill).
+            1.0 (torchdistill's default).
         normalize_teacher (bool): Batch-normalise (no affine) the teacher's
             features. Defaults to True.
         projector_bias (bool): Give the projector a bias. Defaults to True.
         loss_weight (float): Multiplier of the term. Defaults to 2.0, the
-            factor the authors' code puts on it beside a KL term of weight 1.
+            factor torchdistill's SRDLoss puts on it beside a KL term of
+            weight 1.
         eps (float): Added inside the log, so identical features give a
             finite loss. Defaults to 1e-8.
     """
