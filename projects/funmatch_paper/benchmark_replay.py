@@ -10,8 +10,8 @@ teacher -> BiT-R50x1 student, consistent inception crops, mixup) at
 teacher's random weights saved to a file (timing needs no trained weights).
 Three runs of ``tools/label_teacher.py`` / ``tools/train.py`` as a user
 runs them: the labelling run, the online student, the student from the
-store; online and replay alternate ``--rounds`` times so that a change in the
-machine's load hits both. Each step's time is mmengine's own per-iteration
+store; the three alternate ``--rounds`` times so that a change in the
+machine's load hits all three. Each step's time is mmengine's own per-iteration
 ``time`` (data wait included), the first ``--skip`` of every run left out.
 
 The bound: the online step does the teacher's forward plus the student's
@@ -52,6 +52,8 @@ train_cfg = dict(by_epoch=True, max_epochs={epochs})
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1000, save_last=False,
                                      iter_interval=10**9))
+# Each iteration's own time, not a moving average.
+log_processor = dict(window_size=1)
 log_level = 'WARNING'
 '''
 REPLAY = '''_base_ = [{online!r}]
@@ -75,6 +77,14 @@ def step_times(work_dir: str, skip: int) -> Dict[str, List[float]]:
                 out['time'].append(rec['time'])
                 out['data_time'].append(rec.get('data_time', 0.0))
     return out
+
+
+def finished(work_dir: str, total_iters: int) -> bool:
+    """Whether a run logged all its iterations."""
+    try:
+        return len(step_times(work_dir, 0)['time']) >= total_iters
+    except FileNotFoundError:
+        return False
 
 
 def run_tool(args: List[str], log: str) -> float:
@@ -126,8 +136,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     import mmfunmatch  # noqa: F401
     from projects.funmatch_paper.benchmark import write_photos
 
-    work = args.work_dir or tempfile.mkdtemp(prefix='mmfunmatch_replay_')
+    # Absolute: the replay config names its base and store by path.
+    work = osp.abspath(args.work_dir or tempfile.mkdtemp(
+        prefix='mmfunmatch_replay_'))
     os.makedirs(work, exist_ok=True)
+    total = args.epochs * (args.images // args.batch_size)
     photos = osp.join(work, 'photos')
     write_photos(photos, args.images)
     teacher_path = osp.join(work, 'teacher.pth')
@@ -147,18 +160,22 @@ def main(argv: Optional[List[str]] = None) -> None:
         f.write(REPLAY.format(online=online_cfg, store=store))
 
     flops = flop_shares(online_cfg, args.size)
-    label_dir = osp.join(work, 'label')
-    walls = dict(label=run_tool(
-        [osp.join(REPO, 'tools', 'label_teacher.py'), online_cfg, store,
-         '--work-dir', label_dir], label_dir + '.log'))
-    times = dict(label=step_times(label_dir, args.skip), online=dict(
-        time=[], data_time=[]), replay=dict(time=[], data_time=[]))
+    walls: Dict[str, float] = {}
+    times = {k: dict(time=[], data_time=[])
+             for k in ('label', 'online', 'replay')}
     for r in range(args.rounds):
-        for name, cfg in (('online', online_cfg), ('replay', replay_cfg)):
+        # The first round's store serves the replays; a later round's
+        # labelling writes its own store (timed the same way).
+        tools = (
+            ('label', [osp.join(REPO, 'tools', 'label_teacher.py'),
+                       online_cfg, store if r == 0 else f'{store}{r}']),
+            ('online', [osp.join(REPO, 'tools', 'train.py'), online_cfg]),
+            ('replay', [osp.join(REPO, 'tools', 'train.py'), replay_cfg]))
+        for name, cmd in tools:
             run_dir = osp.join(work, f'{name}{r}')
-            walls[f'{name}{r}'] = run_tool(
-                [osp.join(REPO, 'tools', 'train.py'), cfg, '--work-dir',
-                 run_dir], run_dir + '.log')
+            if not finished(run_dir, total):  # a rerun keeps finished runs
+                walls[f'{name}{r}'] = run_tool(
+                    cmd + ['--work-dir', run_dir], run_dir + '.log')
             got = step_times(run_dir, args.skip)
             for k in got:
                 times[name][k] += got[k]

@@ -79,7 +79,8 @@ def teacher_of(root: str, seed: int) -> str:
 
 def run_seed(root: str, data_root: str, seed: int, epochs: int,
              cycle_epochs: int, topk: int,
-             temperatures: Sequence[float]) -> List[dict]:
+             temperatures: Sequence[float] = (),
+             main_runs: bool = True) -> List[dict]:
     work = osp.join(root, f'seed{seed}')
     os.makedirs(work, exist_ok=True)
     teacher = teacher_of(root, seed)
@@ -107,13 +108,19 @@ def run_seed(root: str, data_root: str, seed: int, epochs: int,
                              cycle_epochs if key == 'label_short' else
                              epochs), wall_s=round(wall, 1)))
     runs = [('online', ONLINE_CONFIG, base),
-            ('replay_fp32', REPLAY_CONFIG,
-             base + [f'model.store={stores["fp32"]}']),
             (f'replay_top{topk}', REPLAY_CONFIG,
              base + [f'model.store={stores["top"]}']),
             (f'replay_cycle{cycle_epochs}', REPLAY_CONFIG,
              base + [f'model.store={stores["short"]}', 'model.cycle=True'])]
-    if seed == 0:
+    if main_runs and (seed == 0 or temperatures):
+        # Bitwise the online run (tests/tools/test_label_teacher.py): one
+        # seed shows it at full length and gives the replay's time.
+        runs.insert(1, ('replay_fp32', REPLAY_CONFIG,
+                        base + [f'model.store={stores["fp32"]}']))
+    if not main_runs:
+        runs = [('online', ONLINE_CONFIG, base),
+                ('replay_fp32', REPLAY_CONFIG,
+                 base + [f'model.store={stores["fp32"]}'])]
         for tau in temperatures[1:]:
             opts = options(data_root, seed, epochs, teacher, tau)
             runs += [(f'online_T{tau:g}', ONLINE_CONFIG, opts),
@@ -187,8 +194,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     rows: List[dict] = []
     for seed in args.seeds:
         rows += run_seed(root, data_root, seed, args.epochs,
-                         args.cycle_epochs, args.topk, args.temperatures)
+                         args.cycle_epochs, args.topk)
         write_csv(rows, osp.join(root, 'runs.csv'), FIELDS)
+    # The temperature sweep (first seed): after every seed's main runs.
+    sweep = run_seed(root, data_root, args.seeds[0], args.epochs,
+                     args.cycle_epochs, args.topk, args.temperatures,
+                     main_runs=False)
+    rows += [r for r in sweep if '_T' in r['run']]
+    write_csv(rows, osp.join(root, 'runs.csv'), FIELDS)
     with open(osp.join(root, 'summary.md'), 'w') as f:
         f.write(table(rows) + '\n')
     plot(root, args.seeds[0], osp.join(root, 'replay_curves.png'))
