@@ -5,7 +5,10 @@ The flags are MMPretrain's (``--work-dir``, ``--resume [PATH]``, ``--amp``,
 optimizer type (Shampoo included) and refuses to run where AMP cannot,
 ``mmfunmatch`` is always imported so configs need no ``custom_imports``, and
 the config is checked (:func:`validate_config`) and trained by
-:class:`CheckedRunner`, which checks what needs the built data set.
+:class:`CheckedRunner`, which checks what needs the built data set. Under
+torchrun with restarts allowed (``MAX_RESTARTS`` of tools/dist_train.sh)
+every start resumes from the newest complete checkpoint by itself
+(:func:`resume_if_elastic`).
 """
 import argparse
 import os
