@@ -79,6 +79,6 @@ def record_features(models: Dict[str, nn.Module]
             handle.remove()
 
 
-def teacher_keys(n: int) -> Sequence[str]:
+def teacher_feature_keys(n: int) -> Sequence[str]:
     """The keys :func:`record_features` uses for ``n`` teachers."""
     return [f'teacher{i}' for i in range(n)]

@@ -2,12 +2,15 @@
 term, and BYOT self-distillation, at the demo's budget, over seeds.
 
     python tools/distillers_study.py [--seeds 0 1 2] [--runs ...] [--jobs 2]
-        [--teachers-from work_dirs/demo_seeds] [--work-dir work_dirs/distillers]
+        [--teachers-from work_dirs/demo_seeds]
+        [--work-dir work_dirs/distillers]
 
 Runs (each through tools/train.py, as a user would run the config):
 
-- ``kl``: the demo's FunMatch student (KL alone), demo/digits_funmatch_student.py;
-- ``kl_srd``: the same plus SRD's feature term, srd/digits_funmatch_srd_student.py;
+- ``kl``: the demo's FunMatch student (KL alone),
+  demo/digits_funmatch_student.py;
+- ``kl_srd``: the same plus SRD's feature term,
+  srd/digits_funmatch_srd_student.py;
 - ``label``: the demo's label-only student (the network from labels alone),
   demo/digits_label_student.py;
 - ``byot``: BYOT on that network, byot/byot_resnet18_w8_digits.py (the deepest

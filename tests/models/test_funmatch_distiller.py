@@ -249,7 +249,7 @@ def test_bad_config_values():
         MODELS.build(dict(distiller_cfg(), teachers=[]))
 
 
-# -- feature_loss (SRD) --------------------------------------------------------
+# -- feature_loss (SRD) -------------------------------------------------------
 def _srd_cfg(n_teachers=1, **srd):
     return distiller_cfg(n_teachers, feature_loss=dict(type='SRDLoss', **srd))
 
@@ -341,5 +341,6 @@ def test_feature_loss_without_a_teacher_forward_says_so():
     model.train()
     data = model.data_preprocessor(batch(), training=True)
     with pytest.raises(RuntimeError, match=r"needs the penultimate features "
-                       r"of every teacher .* \['model.teachers.0'\] did not run"):
+                       r"of every teacher .* \['model.teachers.0'\] did not "
+                       r"run"):
         model(**data, mode='loss')

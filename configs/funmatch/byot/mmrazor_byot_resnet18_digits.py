@@ -5,7 +5,8 @@
 # load: its `mmcls::` bases are read from mmpretrain (mmcls 1.x was renamed
 # mmpretrain) and `mmcls.X` types resolve to mmpretrain's
 # (mmfunmatch/compat.py, _mmcls_scope_alias).
-#     python tools/train.py configs/funmatch/byot/mmrazor_byot_resnet18_digits.py
+#     python tools/train.py \
+#         configs/funmatch/byot/mmrazor_byot_resnet18_digits.py
 # Our BYOT on the demo's width-8 network: byot_resnet18_w8_digits.py.
 _base_ = ['mmrazor::distill/mmcls/byot/byot_resnet18_8xb16_cifar100.py']
 custom_imports = dict(imports=['mmfunmatch'], allow_failed_imports=False)
@@ -39,8 +40,9 @@ train_dataloader = dict(
 # MMRazor's SelfDistillValLoop builds the val set under the mmrazor scope,
 # which holds no data sets or metrics: name the scope that does.
 val_dataloader = dict(
-    dataset=dict(_delete_=True, _scope_='mmpretrain', type='CustomDataset', data_root=data_root,
-                 data_prefix='val', pipeline=test_pipeline))
+    dataset=dict(_delete_=True, _scope_='mmpretrain', type='CustomDataset',
+                 data_root=data_root, data_prefix='val',
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='mmpretrain.Accuracy', topk=(1, ))
 test_evaluator = val_evaluator

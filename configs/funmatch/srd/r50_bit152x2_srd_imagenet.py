@@ -6,8 +6,8 @@
 # log(sum |p(s) - bn(t)|^exponent), weight 2 beside KL of weight 1
 # (torchdistill's SRDLoss). Features are read at the input of each model's
 # classifier (timm's head.fc) in the forward passes that give the logits,
-# on the same crop and mixup. No published number for this pair: SRD's own ImageNet
-# results use other students (e.g. DeiT-Ti 77.2 %).
+# on the same crop and mixup. No published number for this pair: SRD's own
+# ImageNet results use other students (e.g. DeiT-Ti 77.2 %).
 # With several teachers (e.g. ../r50_bit152x2_ens224_384_imagenet.py plus
 # this feature_loss) SRDLoss keeps one projector per teacher and averages
 # the per-teacher terms.

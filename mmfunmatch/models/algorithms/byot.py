@@ -202,7 +202,7 @@ class BYOTClassifier(BaseModel):
         (FunMatchOptimWrapperConstructor)."""
         return [self.student, self.aux_heads]
 
-    # -- forward ---------------------------------------------------------------
+    # -- forward --------------------------------------------------------------
     @staticmethod
     def _view(inputs: Union[dict, torch.Tensor]) -> torch.Tensor:
         return inputs['student'] if isinstance(inputs, dict) else inputs

@@ -12,7 +12,7 @@ from mmpretrain.structures import DataSample
 
 from mmfunmatch.models.data_preprocessors import FunMatchDataPreprocessor
 from mmfunmatch.models.penultimate import (feature_width, record_features,
-                                           teacher_keys)
+                                           teacher_feature_keys)
 from mmfunmatch.models.teacher_spec import TeacherSpec, teacher_specs
 from mmfunmatch.models.weights import load_weights
 from mmfunmatch.registry import register_in_mmrazor
@@ -349,7 +349,8 @@ class FunMatchDistiller(BaseModel):
         teacher while the block runs (nothing without a feature loss)."""
         if self.feature_loss is None:
             return contextlib.nullcontext({})
-        models = dict(zip(teacher_keys(len(self.teachers)), self.teachers))
+        keys = teacher_feature_keys(len(self.teachers))
+        models = dict(zip(keys, self.teachers))
         models['student'] = self.student
         return record_features(models)
 
@@ -357,7 +358,7 @@ class FunMatchDistiller(BaseModel):
         """The feature loss on the features recorded in this step."""
         if self.feature_loss is None:
             return {}
-        keys = teacher_keys(len(self.teachers))
+        keys = teacher_feature_keys(len(self.teachers))
         missing = [self.teacher_keys[i] for i, k in enumerate(keys)
                    if k not in features]
         if missing:
