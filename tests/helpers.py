@@ -175,7 +175,8 @@ def dist_options(work, root, teacher, per_rank_batch):
     element at rounding level (~1e-9) takes a full lr step of random sign,
     so how far two layouts drift apart depended on the CPU's kernels (0.02 %
     to 1.2 % after 12 steps across ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA
-    settings); with 1e-6 such a step is ~1e-3 of lr (0.04-0.05 % on all).
+    settings); with 1e-6 such a step is ~1e-3 of lr (0.04-0.05 % on all,
+    with the strided per-rank layout; test_dist now compares at step 8).
     """
     return [
         '--work-dir', work, '--no-validate', '--cfg-options',
