@@ -39,6 +39,12 @@ def test_label_only_student_needs_labels():
         model.loss(**data)
 
 
+def test_label_only_student_refuses_a_feature_loss():
+    with pytest.raises(ValueError, match='feature_loss would be ignored'):
+        MODELS.build(distiller_cfg(type='LabelOnlyStudent',
+                                   feature_loss=dict(type='SRDLoss')))
+
+
 def test_zero_distillation_weight_points_to_the_baseline():
     with pytest.raises(ValueError, match='LabelOnlyStudent'):
         MODELS.build(distiller_cfg(distill_loss=dict(

@@ -31,6 +31,13 @@ class LabelOnlyStudent(FunMatchDistiller):
                  label_loss: dict = dict(
                      type='CrossEntropyLoss', use_soft=True, loss_weight=1.0),
                  **kwargs) -> None:
+        if kwargs.get('feature_loss'):
+            # No teacher runs in training, so a feature term would never be
+            # computed while its projector sat in the optimizer.
+            raise ValueError(
+                'LabelOnlyStudent trains from labels alone and runs no '
+                'teacher, so feature_loss would be ignored: remove '
+                'model.feature_loss, or use FunMatchDistiller for KL + SRD.')
         super().__init__(*args, label_loss=label_loss, **kwargs)
 
     def loss(self, inputs: Union[dict, torch.Tensor],
