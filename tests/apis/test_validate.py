@@ -1,6 +1,6 @@
 """The config checks (mmfunmatch/apis/validate.py): each mistake is caught
 before anything is built, with a message that names the fix; and the
-schedule against the run length (issue 19, item 1): a warm-up longer than
+schedule against the run length: a warm-up longer than
 the run is named in the project's own words, from the config where the
 config fixes the run length, and through the real runner where it takes the
 data set's length; ``fit_warmup`` shortens such a warm-up to the run."""

@@ -1,4 +1,4 @@
-"""Tests for the Shampoo optimizer (issue 5). CPU only; 25 to 40 s."""
+"""Tests for the Shampoo optimizer. CPU only; 25 to 40 s."""
 import copy
 import logging
 import math

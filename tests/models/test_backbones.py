@@ -117,7 +117,7 @@ def test_bit_teacher_entry_for_the_distiller():
                           teachers=[cfg.bit_r152x2_teacher]))
 
 
-# -- the BiT student starts from a zero head (issue 19, item 3) ---------------
+# -- the BiT student starts from a zero head ----------------------------------
 # A small pre-activation ResNetV2 as the teacher (0.7 M parameters).
 TINY_TEACHER = dict(type='TimmClassifier', model_name='resnetv2_18',
                     pretrained=False, channels=(16, 32, 64, 128),

@@ -1,4 +1,4 @@
-# The harder split of issue 18, in the manner of the paper's flowers102
+# The harder split, in the manner of the paper's flowers102
 # setting (teacher strong, student data tiny): students see the 100 images of
 # `train_few10` (10 per class), the teacher is trained from the labels of the
 # other 1,197 `train` images (`train_rest10`); both are disjoint from the 500
