@@ -121,6 +121,7 @@ def train_args(config, work, root, teacher, *extra):
         '--no-validate', '--cfg-options',
         f'model.teachers.0.checkpoint={teacher}',
         f'train_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}',
         f'test_dataloader.dataset.data_root={root}',
         'train_dataloader.dataset.indices=96',
         'train_dataloader.batch_size=16',
