@@ -258,12 +258,8 @@ class ReplayStore:
                     arrays: Dict[str, np.ndarray]) -> str:
         """Write one shard: its digest first, then the shard by rename (a
         shard on disk is complete and its digest is beside it)."""
-        from safetensors.numpy import save
-        data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
         path = self.shard_path(epoch, rank)
-        _atomic_write(_digest_path(path),
-                      hashlib.sha256(data).hexdigest().encode())
-        _atomic_write(path, data)
+        _write_checked(path, arrays)
         return path
 
     def read_shard(self, epoch: int, rank: int) -> Dict[str, np.ndarray]:
@@ -306,12 +302,8 @@ class ReplayStore:
                   keys: Sequence[str]) -> None:
         shard, names = self.val_paths(rank)
         _atomic_write(names, json.dumps(list(keys)).encode())
-        from safetensors.numpy import save
-        data = save(dict(sample_idx=np.asarray(sample_idx, np.int64),
-                         logits=np.asarray(logits, np.float32)))
-        _atomic_write(_digest_path(shard),
-                      hashlib.sha256(data).hexdigest().encode())
-        _atomic_write(shard, data)
+        _write_checked(shard, dict(sample_idx=np.asarray(sample_idx, np.int64),
+                                   logits=np.asarray(logits, np.float32)))
 
     def read_val(self) -> Dict[int, tuple]:
         """sample index -> (image key, (teachers, classes) logits), over
@@ -328,6 +320,17 @@ class ReplayStore:
                                    arrays['logits']):
                 out[int(i)] = (key, torch.from_numpy(row.copy()))
         return out
+
+
+def _write_checked(path: str, arrays: Dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as safetensors at ``path``, its SHA-256 first and the
+    file by rename, so a file on disk is complete with its digest beside
+    it (what ``_read_checked`` verifies)."""
+    from safetensors.numpy import save
+    data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    _atomic_write(_digest_path(path),
+                  hashlib.sha256(data).hexdigest().encode())
+    _atomic_write(path, data)
 
 
 def _digest_path(shard: str) -> str:
